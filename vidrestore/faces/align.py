@@ -1,0 +1,509 @@
+"""Face alignment to the FFHQ-512 template and paste-back of restored faces.
+
+Alignment follows facexlib's ``FaceRestoreHelper`` (face_size 512, crop_ratio (1, 1)): the 4-DOF similarity
+from the five landmarks to the template is estimated with ``cv2.estimateAffinePartial2D(method=cv2.LMEDS)``
+and the crop is ``cv2.warpAffine`` (bilinear, constant border of facexlib's gray). Matrices are (2, 3)
+float64 and map *image* pixels to *crop* pixels, OpenCV's convention (integer coordinates are pixel
+centres).
+
+Anamorphic video (sample aspect ratio ``sar`` != 1): landmarks are in stored pixels; the similarity is
+estimated in square-pixel (display) space, on ``landmarks * [sar, 1]``, and composed with ``diag(sar, 1)``,
+so the returned affine maps stored pixels straight to the crop and the face is not squashed.
+
+Paste-back (:func:`paste_faces`) warps every face of a frame back at once with ``torch.grid_sample`` on
+the caller's device and blends it with a soft mask, reproducing facexlib's
+``paste_faces_to_input_image`` (use_parse True and False) on OpenCV 5: see the comments of the helpers
+for the details that matter for matching it within one or two levels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "BORDER_VALUE_RGB",
+    "FACE_SIZE",
+    "FFHQ_TEMPLATE_512",
+    "align_face",
+    "align_faces",
+    "compose_sar",
+    "estimate_affine",
+    "gaussian_kernel",
+    "invert_affine",
+    "paste_affine",
+    "paste_faces",
+    "similarity_lstsq",
+]
+
+FACE_SIZE = 512
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+#: facexlib's FFHQ five-point template for a 512 px crop, (x, y): left eye, right eye, nose, mouth corners.
+FFHQ_TEMPLATE_512: np.ndarray = _readonly(
+    np.array(
+        [
+            [192.98138, 239.94708],
+            [318.90277, 240.1936],
+            [256.63416, 314.01935],
+            [201.26117, 371.41043],
+            [313.08905, 371.15118],
+        ],
+        dtype=np.float64,
+    )
+)
+
+#: facexlib's crop border (135, 133, 132) is BGR; our frames are RGB.
+BORDER_VALUE_RGB: tuple[int, int, int] = (132, 133, 135)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometry: small pure functions on (2, 3) float64 matrices
+# ----------------------------------------------------------------------------------------------------------
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a (2, 3) affine, computed with the same double-precision formula as OpenCV.
+
+    ``cv2.invertAffineTransform`` and the inversion inside ``cv2.warpAffine`` both use this formula, so
+    inverting twice reproduces OpenCV's sampling matrix bit for bit. A singular matrix gives zeros in the
+    linear part (as OpenCV does).
+    """
+    m = np.asarray(m, dtype=np.float64).reshape(2, 3)
+    d = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    d = 1.0 / d if d != 0 else 0.0
+    a11 = m[1, 1] * d
+    a22 = m[0, 0] * d
+    a12 = -m[0, 1] * d
+    a21 = -m[1, 0] * d
+    b1 = -a11 * m[0, 2] - a12 * m[1, 2]
+    b2 = -a21 * m[0, 2] - a22 * m[1, 2]
+    return np.array([[a11, a12, b1], [a21, a22, b2]], dtype=np.float64)
+
+
+def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Closed-form least-squares 4-DOF similarity (rotation, uniform scale, translation) src -> dst.
+
+    Used only when OpenCV's LMEDS estimate fails; on the astronaut it differs from LMEDS by < 2e-5.
+    Raises ``ValueError`` when the source points are all identical.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var = float((s**2).sum())
+    if var <= 0:
+        raise ValueError("landmarks are degenerate (all points coincide): cannot estimate an alignment")
+    a = float((s * d).sum()) / var  # s*cos
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / var  # s*sin
+    lin = np.array([[a, -b], [b, a]])
+    t = mu_d - lin @ mu_s
+    return np.concatenate([lin, t[:, None]], axis=1)
+
+
+def estimate_affine(landmarks5: np.ndarray, template: np.ndarray = FFHQ_TEMPLATE_512) -> np.ndarray:
+    """The (2, 3) float64 similarity taking ``landmarks5`` onto ``template``, exactly as facexlib.
+
+    ``cv2.estimateAffinePartial2D(landmarks, template, method=cv2.LMEDS)`` (OpenCV converts both point
+    sets to float32 and seeds its RNG, so this is deterministic). Falls back to the least-squares
+    similarity if OpenCV returns no model.
+    """
+    lm = np.asarray(landmarks5, dtype=np.float32).reshape(-1, 2)
+    tp = np.asarray(template, dtype=np.float64).reshape(-1, 2)
+    if lm.shape != tp.shape:
+        raise ValueError(f"landmarks shape {lm.shape} does not match template shape {tp.shape}")
+    if not np.isfinite(lm).all():
+        raise ValueError("landmarks contain NaN or infinity")
+    m, _ = cv2.estimateAffinePartial2D(lm, tp, method=cv2.LMEDS)
+    if m is None:
+        return similarity_lstsq(lm, tp)
+    return np.asarray(m, dtype=np.float64)
+
+
+def compose_sar(m_display: np.ndarray, sar: float) -> np.ndarray:
+    """Compose a display-space (square pixel) affine with the stored -> display map.
+
+    Stored pixel x maps to display ``sar * x + 0.5 * (sar - 1)``: ``diag(sar, 1)`` with pixel centres kept
+    where ``cv2.resize`` puts them (the shift is 0.06 px at SAR 8:9). The result takes stored pixels.
+    """
+    m = np.asarray(m_display, dtype=np.float64).reshape(2, 3)
+    sar = float(sar)
+    to_display = np.array([[sar, 0.0, 0.5 * (sar - 1.0)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    return m @ to_display
+
+
+def _sar_affine(landmarks: np.ndarray, sar: float, template: np.ndarray) -> np.ndarray:
+    if not (math.isfinite(sar) and sar > 0):
+        raise ValueError(f"sample aspect ratio must be a positive number, got {sar!r}")
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    if sar == 1.0:
+        return estimate_affine(lm, template)
+    display = lm.copy()
+    display[:, 0] = sar * lm[:, 0] + 0.5 * (sar - 1.0)
+    return compose_sar(estimate_affine(display, template), sar)
+
+
+def paste_affine(affine: np.ndarray, upscale: int = 1) -> np.ndarray:
+    """The crop -> (upscaled) image matrix facexlib pastes with.
+
+    ``invert(affine) * upscale`` (translation included), plus facexlib's extra ``0.5 * upscale`` shift
+    when ``upscale > 1``. Unlike facexlib this never modifies its input.
+    """
+    inv = invert_affine(affine) * float(upscale)
+    if upscale > 1:
+        inv[:, 2] += 0.5 * upscale
+    return inv
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Alignment (CPU, OpenCV)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def align_face(
+    frame: np.ndarray,
+    landmarks: np.ndarray,
+    sar: float = 1.0,
+    *,
+    template: np.ndarray = FFHQ_TEMPLATE_512,
+    face_size: int = FACE_SIZE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp one face of an RGB frame (H, W, 3) to the FFHQ crop.
+
+    Returns ``(crop (face_size, face_size, 3) of frame's dtype, affine (2, 3) float64 stored -> crop)``.
+    ``landmarks`` (5, 2) are in stored pixels; ``sar`` is the sample aspect ratio (num/den).
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an RGB frame of shape (H, W, 3), got {frame.shape}")
+    m = _sar_affine(landmarks, sar, template)
+    crop = cv2.warpAffine(
+        frame,
+        m,
+        (face_size, face_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=BORDER_VALUE_RGB,
+    )
+    return crop, m
+
+
+def align_faces(
+    frame: np.ndarray,
+    landmarks_list: Sequence[np.ndarray] | np.ndarray,
+    sar: float = 1.0,
+    *,
+    template: np.ndarray = FFHQ_TEMPLATE_512,
+    face_size: int = FACE_SIZE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All faces of one frame: ``(crops (N, S, S, 3), affines (N, 2, 3) float64)``; N may be 0."""
+    frame = np.asarray(frame)
+    n = len(landmarks_list)
+    crops = np.empty((n, face_size, face_size, 3), dtype=frame.dtype)
+    affines = np.empty((n, 2, 3), dtype=np.float64)
+    for i, lm in enumerate(landmarks_list):
+        crops[i], affines[i] = align_face(frame, lm, sar, template=template, face_size=face_size)
+    return crops, affines
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Paste-back (torch, any device)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _float_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (the parse-mask warp and its coordinates want it), else float32."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _roi_boxes(samplers: np.ndarray, hw: tuple[int, int], crop: int, margin: Sequence[int]) -> np.ndarray:
+    """Per face (x0, y0, x1, y1) image boxes (exclusive end) holding the warped crop plus ``margin`` px.
+
+    ``samplers`` are image -> crop matrices; the bilinear footprint of the crop reaches one pixel past it.
+    """
+    h, w = hw
+    boxes = np.empty((len(samplers), 4), dtype=np.int64)
+    corners = np.array([[-1, -1, 1], [crop, -1, 1], [-1, crop, 1], [crop, crop, 1]], dtype=np.float64)
+    for i, s in enumerate(samplers):
+        p = corners @ invert_affine(s).T  # crop corners in image pixels
+        mg = margin[i]
+        x0 = math.floor(p[:, 0].min()) - mg
+        y0 = math.floor(p[:, 1].min()) - mg
+        x1 = math.ceil(p[:, 0].max()) + mg + 1
+        y1 = math.ceil(p[:, 1].max()) + mg + 1
+        boxes[i] = (max(x0, 0), max(y0, 0), min(max(x1, 0), w), min(max(y1, 0), h))
+    return boxes
+
+
+def _common_origins(boxes: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """One ROI size for all faces (the largest box) and each face's origin, kept inside the image."""
+    h, w = hw
+    rw = int(max(1, (boxes[:, 2] - boxes[:, 0]).max()))
+    rh = int(max(1, (boxes[:, 3] - boxes[:, 1]).max()))
+    rw, rh = min(rw, w), min(rh, h)
+    ox = np.minimum(boxes[:, 0], w - rw)
+    oy = np.minimum(boxes[:, 1], h - rh)
+    return np.stack([ox, oy], axis=1), rh, rw
+
+
+def _source_coords(
+    samplers: np.ndarray,
+    origins: np.ndarray,
+    rh: int,
+    rw: int,
+    device: torch.device,
+    fixed_point: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source (crop) pixel coordinates (N, rh, rw) of every pixel of each face's ROI.
+
+    Image pixel (x, y) samples the crop at ``M @ (x, y, 1)`` with integer pixel centres, as in
+    ``cv2.warpAffine``. With ``fixed_point`` the coordinates are quantised to 1/32 px exactly as OpenCV's
+    legacy warpAffine does for float64 images (the path facexlib's parse mask takes):
+    ``X = (rint((M01*y + M02)*1024) + 16 + rint(M00*x*1024)) >> 5``, coordinate ``X / 32``.
+    """
+    cdt = _float_dtype(device)
+    m = torch.as_tensor(samplers, dtype=cdt, device=device)  # (N, 2, 3)
+    o = torch.as_tensor(origins, dtype=cdt, device=device)  # (N, 2)
+    xs = torch.arange(rw, dtype=cdt, device=device)[None, :] + o[:, 0:1]  # (N, rw)
+    ys = torch.arange(rh, dtype=cdt, device=device)[None, :] + o[:, 1:2]  # (N, rh)
+
+    def coord(row: torch.Tensor) -> torch.Tensor:
+        if fixed_point:
+            a = torch.round((row[:, 1:2] * ys + row[:, 2:3]) * 1024.0) + 16.0  # (N, rh)
+            b = torch.round(row[:, 0:1] * xs * 1024.0)  # (N, rw)
+            return torch.floor((a[:, :, None] + b[:, None, :]) / 32.0) / 32.0
+        return row[:, 0:1, None] * xs[:, None, :] + (row[:, 1:2, None] * ys[:, :, None] + row[:, 2:3, None])
+
+    return coord(m[:, 0]), coord(m[:, 1])
+
+
+def _grid(sx: torch.Tensor, sy: torch.Tensor, src_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel coordinates -> grid_sample grid (N, rh, rw, 2) for ``align_corners=True``."""
+    scale = 2.0 / (src_size - 1)
+    return torch.stack([sx * scale - 1.0, sy * scale - 1.0], dim=-1).to(dtype)
+
+
+def _warp_ones(sx: torch.Tensor, sy: torch.Tensor, src_size: int) -> torch.Tensor:
+    """The bilinear warp of a (src_size x src_size) image of ones with a 0 border, (N, 1, rh, rw) float32.
+
+    Written in OpenCV's float form ``v0 = p00 + ax*(p01 - p00)`` ... ``v = v0 + ay*(v1 - v0)`` so the
+    interior is exactly 1.0, as in cv2 (grid_sample's weighted sum is not, and facexlib's truncating
+    blend turns that into an off-by-one over half the face edge).
+    """
+
+    def axis(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c = c.float()
+        i = torch.floor(c)
+        a = c - i
+        v0 = ((i >= 0) & (i < src_size)).float()
+        v1 = ((i + 1 >= 0) & (i + 1 < src_size)).float()
+        return v0, v1, a
+
+    x0, x1, ax = axis(sx)
+    y0, y1, ay = axis(sy)
+    fx = x0 + ax * (x1 - x0)
+    r0 = y0 * fx
+    r1 = y1 * fx
+    return (r0 + ay * (r1 - r0))[:, None]
+
+
+def _warp(src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bilinear inverse warp with a constant 0 border (OpenCV's default for warpAffine)."""
+    return F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``cv2.erode`` with a k x k box (k >= 1) on (N, 1, H, W): anchor k//2, outside the image ignored.
+
+    Separable: min over rows, then over columns. ``k == 0`` is OpenCV's empty-kernel default, a 3 x 3 box.
+    """
+    if k == 0:
+        k = 3
+    if k == 1:
+        return x
+    lo, hi = k // 2, k - 1 - k // 2
+    y = F.pad(-x, (lo, hi, 0, 0), value=-math.inf)
+    y = F.max_pool2d(y, kernel_size=(1, k), stride=1)
+    y = F.pad(y, (0, 0, lo, hi), value=-math.inf)
+    y = F.max_pool2d(y, kernel_size=(k, 1), stride=1)
+    return -y
+
+
+# OpenCV's hard-coded kernels for small ksize and sigma <= 0 (read-only).
+_SMALL_GAUSS: Mapping[int, tuple[float, ...]] = MappingProxyType(
+    {
+        1: (1.0,),
+        3: (0.25, 0.5, 0.25),
+        5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+        7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+        9: tuple(v / 256 for v in (4, 13, 30, 51, 60, 51, 30, 13, 4)),  # OpenCV 5 (not in 4.x)
+    }
+)
+
+
+def gaussian_kernel(ksize: int) -> np.ndarray:
+    """``cv2.getGaussianKernel(ksize, 0)``: OpenCV 5's fixed tables up to 9, else sigma = 0.3((k-1)/2 - 1) + 0.8."""
+    if ksize in _SMALL_GAUSS:
+        return np.array(_SMALL_GAUSS[ksize], dtype=np.float64)
+    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) * 0.5
+    g = np.exp(-(x**2) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _pad_reflect101(x: torch.Tensor, p: int, dim: int) -> torch.Tensor:
+    """BORDER_REFLECT_101 padding of ``p`` on both sides of ``dim`` (3 = width, 2 = height), any size."""
+    n = x.shape[dim]
+    if n == 1:
+        return x.repeat_interleave(2 * p + 1, dim=dim)
+    period = 2 * (n - 1)
+    idx = torch.arange(-p, n + p, device=x.device) % period
+    idx = torch.where(idx >= n, period - idx, idx)
+    return x.index_select(dim, idx)
+
+
+def _gaussian_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
+    """``cv2.GaussianBlur(x, (k, k), 0)`` on (N, 1, H, W): separable, BORDER_REFLECT_101."""
+    if ksize <= 1:
+        return x
+    p = ksize // 2
+    g = torch.as_tensor(gaussian_kernel(ksize), dtype=x.dtype, device=x.device)
+    y = F.conv2d(_pad_reflect101(x, p, 3), g.view(1, 1, 1, ksize))
+    return F.conv2d(_pad_reflect101(y, p, 2), g.view(1, 1, ksize, 1))
+
+
+def _box_soft_masks(inv_mask: torch.Tensor, upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """facexlib's use_parse=False mask, on each face's ROI.
+
+    Returns ``(inv_mask_erosion, inv_soft_mask)``, both (N, 1, rh, rw) float32: the warped square of ones
+    eroded by 2*up; ``w_edge = int(sqrt(area)) // 20`` per face; the soft mask is that eroded again by
+    2*w_edge and Gaussian-blurred with a (2*w_edge+1) kernel. Faces are grouped by w_edge.
+    """
+    erosion = _erode(inv_mask, 2 * upscale)
+    area = erosion.sum(dim=(1, 2, 3), dtype=torch.float64).cpu().numpy()
+    w_edges = [int(float(np.float32(a)) ** 0.5) // 20 for a in area]
+    soft = torch.empty_like(erosion)
+    for w in sorted(set(w_edges)):
+        sel = torch.tensor([i for i, wi in enumerate(w_edges) if wi == w], device=inv_mask.device)
+        center = _erode(erosion.index_select(0, sel), 2 * w)
+        soft[sel] = _gaussian_blur(center, 2 * w + 1)
+    return erosion, soft
+
+
+def _as_chw_batch(faces: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """Faces as (N, 3, S, S) float32 on ``device``, and whether they were integer (uint8) images."""
+    if isinstance(faces, torch.Tensor):
+        t = faces.to(device)
+        if t.ndim == 3:
+            t = t[None]
+        integer = not t.is_floating_point()
+        if t.shape[-1] == 3 and t.shape[1] != 3:
+            t = t.permute(0, 3, 1, 2)
+        return t.float(), integer
+    a = np.asarray(faces)
+    if a.ndim == 3:
+        a = a[None]
+    t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    integer = not np.issubdtype(a.dtype, np.floating)
+    if t.shape[-1] == 3:
+        t = t.permute(0, 3, 1, 2)
+    return t.float(), integer
+
+
+def paste_faces(
+    frame: torch.Tensor | np.ndarray,
+    faces: torch.Tensor | np.ndarray,
+    affines: np.ndarray | torch.Tensor,
+    masks: torch.Tensor | np.ndarray | None = None,
+    device: torch.device | str | None = None,
+    *,
+    upscale: int = 1,
+) -> torch.Tensor | np.ndarray:
+    """Paste restored faces back into a frame, all faces at once on ``device``.
+
+    ``frame``: a (3, H, W) float tensor or an (H, W, 3) uint8 RGB array. ``faces``: (N, S, S, 3) uint8 RGB
+    or an (N, 3, S, S) float tensor, on the same value scale as the frame (uint8 values are used as they
+    are, never rescaled). ``affines``: (N, 2, 3) image -> crop, as returned by :func:`align_face` (for the
+    frame *before* upscaling). ``masks``: (N, S, S) parse masks in [0, 1] (the ParseNet mask after its
+    blurs, border zeroing and /255), or None for facexlib's feathered box mask. ``upscale``: integer
+    factor of ``frame`` over the frame the faces were aligned on.
+
+    Reproduces ``FaceRestoreHelper.paste_faces_to_input_image``: the face is warped back bilinearly
+    (rounded when faces are uint8, as OpenCV's uint8 warp is), the mask as described above, faces are
+    blended one after another (``soft * face + (1 - soft) * frame``) and a uint8 frame is truncated at the
+    end, as facexlib's ``astype(uint8)``. Returns the same type as ``frame`` (a new array or tensor; a
+    tensor result is on ``device``).
+    """
+    is_tensor = isinstance(frame, torch.Tensor)
+    if device is None:
+        device = frame.device if is_tensor else torch.device("cpu")
+    device = torch.device(device)
+    upscale = int(upscale)
+    if upscale < 1:
+        raise ValueError(f"upscale must be a positive integer, got {upscale}")
+
+    # facexlib blends in float64 with a parse mask and in float32 without; the truncation makes it matter.
+    wdt = _float_dtype(device) if masks is not None else torch.float32
+    if is_tensor:
+        if frame.ndim != 3 or frame.shape[0] != 3:
+            raise ValueError(f"expected a (3, H, W) tensor frame, got {tuple(frame.shape)}")
+        out = frame.to(device=device, dtype=wdt, copy=True)
+    else:
+        arr = np.asarray(frame)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) frame, got {arr.shape}")
+        out = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1).to(wdt)
+    h, w = out.shape[1:]
+
+    aff = affines.detach().cpu().numpy() if isinstance(affines, torch.Tensor) else np.asarray(affines)
+    aff = aff.astype(np.float64).reshape(-1, 2, 3)
+    n = len(aff)
+    if n:
+        face_t, integer = _as_chw_batch(faces, device)
+        if face_t.shape[0] != n or face_t.shape[1] != 3 or face_t.shape[2] != face_t.shape[3]:
+            raise ValueError(f"faces {tuple(face_t.shape)} do not match {n} affines")
+        size = int(face_t.shape[-1])
+        # facexlib hands cv2.warpAffine the crop -> image matrix, which OpenCV inverts again: do the same.
+        samplers = np.stack([invert_affine(paste_affine(a, upscale)) for a in aff])
+        if masks is None:
+            scale = np.array([abs(np.linalg.det(invert_affine(s)[:, :2])) for s in samplers])
+            # the blur reaches w_edge past the eroded mask; w_edge <= sqrt(warped area) / 20
+            margin = [int(math.sqrt(size * size * sc) // 20) + 2 * upscale + 4 for sc in scale]
+        else:
+            margin = [2] * n
+        boxes = _roi_boxes(samplers, (h, w), size, margin)
+        origins, rh, rw = _common_origins(boxes, (h, w))
+        sx, sy = _source_coords(samplers, origins, rh, rw, device, fixed_point=False)
+        inv_face = _warp(face_t, _grid(sx, sy, size, torch.float32))
+        if integer:
+            inv_face = torch.round(inv_face).clamp_(0, 255)
+        if masks is None:
+            erosion, soft = _box_soft_masks(_warp_ones(sx, sy, size), upscale)
+            pasted = erosion * inv_face
+        else:
+            mdt = _float_dtype(device)
+            m = masks if isinstance(masks, torch.Tensor) else torch.from_numpy(np.asarray(masks))
+            m = m.to(device=device, dtype=mdt).reshape(n, 1, size, size)
+            mx, my = _source_coords(samplers, origins, rh, rw, device, fixed_point=True)
+            soft = _warp(m, _grid(mx, my, size, mdt)).to(wdt)
+            pasted = inv_face.to(wdt)
+        for i in range(n):  # later faces overwrite earlier ones, as in facexlib
+            ox, oy = int(origins[i, 0]), int(origins[i, 1])
+            roi = out[:, oy : oy + rh, ox : ox + rw]
+            out[:, oy : oy + rh, ox : ox + rw] = soft[i] * pasted[i] + (1 - soft[i]) * roi
+
+    if is_tensor:
+        return out.to(frame.dtype) if frame.is_floating_point() else out.floor().clamp(0, 255).to(frame.dtype)
+    res = out.clamp_(0, 255).floor_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(res)

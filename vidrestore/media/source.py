@@ -1,0 +1,147 @@
+"""Streaming decode: RGB frames with their timestamps, one at a time, in presentation order.
+
+Decoding is threaded (``thread_type = "AUTO"``). Corrupt packets are skipped and counted, as FFmpeg does;
+a truncated file yields what decodes. The demuxer's final empty packet is sent to the decoder so the last
+frames are not lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from .probe import MediaInfo, open_input
+
+# sws colourspace for each AVColorSpace (1 bt709, 4 fcc, 5 bt470bg, 6 smpte170m, 7 smpte240m, 9/10 bt2020)
+_SWS_SPACE = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+
+# Accurate rounding and full chroma interpolation: without them swscale's RGB round trip through 4:2:0
+# darkens every channel by about 1 level (measured: mean bias 1.1-1.3 → below 0.05).
+SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
+
+
+def sws_colorspace(space: int) -> int:
+    """The swscale matrix for an FFmpeg colour space (BT.601 where unspecified, as FFmpeg does)."""
+    return _SWS_SPACE.get(int(space), 5)
+
+
+@dataclass
+class Frame:
+    """One decoded frame: RGB pixels and where it sits in time.
+
+    ``pts`` is in ``time_base`` units of the input video stream; ``duration`` likewise (0 if unknown).
+    ``meta`` carries per-frame annotations added by later stages (faces, scene cut).
+    """
+
+    index: int
+    pts: int
+    time_base: Fraction
+    duration: int
+    rgb: np.ndarray
+    rotation: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+@dataclass
+class DecodeStats:
+    frames: int = 0
+    skipped_packets: int = 0
+    repaired_timestamps: int = 0
+    truncated: bool = False
+
+
+class VideoSource:
+    """Decode the first video stream of a probed file as a stream of ``Frame``.
+
+    Use as a context manager; iterate ``frames()`` once.
+    """
+
+    def __init__(self, info: MediaInfo, threads: int = 0) -> None:
+        self.info = info
+        self.stats = DecodeStats()
+        self._threads = threads
+        self._container: av.container.InputContainer | None = None
+
+    def __enter__(self) -> "VideoSource":
+        self._container = open_input(Path(self.info.path))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _decode(self, stream) -> Iterator[av.VideoFrame]:
+        assert self._container is not None
+        demux = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.FFmpegError:
+                # A demuxer error mid-file means the rest cannot be read: keep what decoded.
+                self.stats.truncated = True
+                break
+            try:
+                yield from packet.decode()
+            except av.FFmpegError:
+                if packet.size:
+                    self.stats.skipped_packets += 1
+        if self.stats.truncated:
+            try:  # flush whatever the decoder still holds
+                yield from stream.codec_context.decode(None)
+            except av.FFmpegError:
+                pass
+
+    def frames(self) -> Iterator[Frame]:
+        assert self._container is not None, "use VideoSource as a context manager"
+        stream = self._container.streams[self.info.video.index]
+        stream.thread_type = "AUTO"
+        if self._threads:
+            stream.codec_context.thread_count = self._threads
+        time_base = self.info.video.time_base
+        rate = self.info.video.rate
+        step = max(1, round(1 / (rate * time_base))) if rate else 1
+        last_pts: int | None = None
+        index = 0
+        for vf in self._decode(stream):
+            if vf.is_corrupt:
+                self.stats.skipped_packets += 1
+            pts = vf.pts
+            if pts is None:
+                pts = (last_pts + step) if last_pts is not None else 0
+                self.stats.repaired_timestamps += 1
+            elif last_pts is not None and pts <= last_pts:
+                pts = last_pts + 1
+                self.stats.repaired_timestamps += 1
+            last_pts = pts
+            rgb = vf.reformat(
+                format="rgb24",
+                src_colorspace=sws_colorspace(self.info.video.color.space),
+                src_color_range=vf.color_range or None,
+                dst_color_range=2,
+                interpolation=SWS_FLAGS,
+            ).to_ndarray()
+            duration = int(vf.duration or 0) if vf.time_base in (None, time_base) else 0
+            yield Frame(
+                index=index,
+                pts=int(pts),
+                time_base=time_base,
+                duration=duration or step,
+                rgb=rgb,
+                rotation=int(vf.rotation or 0),
+            )
+            index += 1
+            self.stats.frames = index

@@ -1,0 +1,272 @@
+"""Wire the stages: decode → face stage → encode + mux, in threads joined by bounded queues.
+
+Decoding and encoding each run in their own thread; the face stage runs in the calling thread. The queues
+hold at most a few frames, so memory does not grow with the length of the video. The output is written
+under a temporary name beside the destination and renamed into place only when complete; on any error or
+Ctrl-C the temporary file is removed and the input is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from .errors import MediaError, OutputError, UsageError, VidrestoreError
+from .media.probe import MediaInfo, probe
+from .media.sink import CONTAINERS, EncodeOptions, VideoSink, container_for
+from .media.source import Frame, VideoSource
+
+_QUEUE_FRAMES = 8
+_DONE = object()
+
+
+class FaceStage(Protocol):
+    """A transform of the frame stream; it may buffer (batching, look-ahead) but yields every frame, in order."""
+
+    def __call__(self, frames: Iterable[Frame]) -> Iterator[Frame]: ...
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Everything ``restore_video`` can be told. The CLI builds one of these from its arguments."""
+
+    model: str = "none"
+    codec: str = "h264"
+    crf: int | None = None
+    preset: str = "medium"
+    overwrite: bool = False
+    device: str | None = None
+    batch_size: int = 8
+    weights_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode_options(self) -> EncodeOptions:
+        return EncodeOptions(codec=self.codec, crf=self.crf, preset=self.preset)
+
+
+@dataclass
+class RestoreStats:
+    """What a run did. Returned by ``restore_video``."""
+
+    input: Path
+    output: Path
+    frames: int = 0
+    faces: int = 0
+    tracks: int = 0
+    skipped_packets: int = 0
+    truncated: bool = False
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def default_output(src: Path) -> Path:
+    ext = src.suffix if src.suffix.lower() in CONTAINERS else ".mkv"
+    return src.with_name(f"{src.stem}_restored{ext}")
+
+
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse every output that would lose data or cannot be written, before any work starts."""
+    container_for(dst)
+    if dst.exists() and (dst.resolve() == src.resolve() or os.path.samefile(dst, src)):
+        raise UsageError(f"the output {dst} is the input; choose another -o (the input is never written)")
+    if dst.resolve() == src.resolve():
+        raise UsageError(f"the output {dst} is the input; choose another -o (the input is never written)")
+    parent = dst.parent
+    if not parent.exists():
+        raise OutputError(f"output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {parent} is not writable")
+    if dst.is_dir():
+        raise OutputError(f"the output {dst} is a folder; give a file name")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+
+
+def temporary_path(dst: Path) -> Path:
+    return dst.with_name(f".{dst.stem}.partial-{uuid.uuid4().hex[:8]}{dst.suffix}")
+
+
+def identity_stage(frames: Iterable[Frame]) -> Iterator[Frame]:
+    yield from frames
+
+
+class _Worker(threading.Thread):
+    """A daemon thread that records the exception it dies of."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(q: queue.Queue, stop: threading.Event, producer: _Worker | None = None) -> Iterator[Frame]:
+    """Items of ``q`` until the end marker, a stop, or (if given) the producer thread's death."""
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            if producer is not None and not producer.is_alive() and q.empty():
+                if producer.error is not None:
+                    raise producer.error
+                return
+            continue
+        if item is _DONE:
+            return
+        yield item
+
+
+def run_stream(
+    info: MediaInfo,
+    tmp: Path,
+    encode: EncodeOptions,
+    stage: FaceStage,
+    stats: RestoreStats,
+    progress: Callable[[int], None] | None,
+    notice: Callable[[str], None],
+) -> None:
+    """Decode, transform and encode ``info`` into ``tmp``. Raises on failure; the caller cleans up."""
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+    restored: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+    source = VideoSource(info)
+    sink = VideoSink(tmp, info, encode, notice=notice)
+
+    def decode() -> None:
+        with source:
+            for frame in source.frames():
+                if not _put(decoded, frame, stop):
+                    return
+        _put(decoded, _DONE, stop)
+
+    def write() -> None:
+        for frame in _drain(restored, stop):
+            sink.write(frame)
+
+    with sink:
+        decoder = _Worker(decode, "vidrestore-decode")
+        encoder = _Worker(write, "vidrestore-encode")
+        decoder.start()
+        encoder.start()
+        ok = False
+        try:
+            for frame in stage(_drain(decoded, stop, decoder)):
+                if encoder.error is not None or not encoder.is_alive():
+                    break
+                if not _put(restored, frame, stop):
+                    break
+                stats.frames += 1
+                if progress is not None:
+                    progress(stats.frames)
+            _put(restored, _DONE, stop)
+            encoder.join()
+            ok = encoder.error is None
+        finally:
+            if not ok:
+                stop.set()
+                encoder.join(timeout=10)
+            decoder.join(timeout=10)
+            stop.set()
+            if not ok:
+                sink.abort()
+        if decoder.error is not None:
+            raise decoder.error
+        if encoder.error is not None:
+            raise encoder.error
+        if sink.frames_written == 0:
+            sink.abort()
+            raise MediaError(f"{info.path}: no video frame could be decoded")
+        sink.close()
+    stats.skipped_packets = source.stats.skipped_packets
+    stats.truncated = source.stats.truncated
+
+
+def restore_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | None = None,
+    options: RestoreOptions | None = None,
+    *,
+    stage: FaceStage | None = None,
+    progress: Callable[[int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+    on_start: Callable[[MediaInfo, Path], None] | None = None,
+    **overrides: Any,
+) -> RestoreStats:
+    """Restore ``src`` into ``dst`` (default ``<stem>_restored.<ext>`` beside it) and return what was done.
+
+    ``overrides`` are ``RestoreOptions`` fields (``codec="h265"``, ``overwrite=True``, …); other keyword
+    arguments of the face pipeline (``detector=``, ``restorer=``, …) go to ``options.extra``.
+    """
+    options = options or RestoreOptions()
+    known = {f.name for f in fields(RestoreOptions)}
+    direct = {k: v for k, v in overrides.items() if k in known}
+    extra = {k: v for k, v in overrides.items() if k not in known}
+    if direct or extra:
+        options = replace(options, **direct, extra={**options.extra, **extra})
+    encode = options.encode_options()
+    info = probe(src)
+    src_path = info.path
+    dst_path = Path(dst) if dst is not None else default_output(src_path)
+    check_output(src_path, dst_path, options.overwrite)
+    stats = RestoreStats(input=src_path, output=dst_path)
+
+    def note(message: str) -> None:
+        stats.notices.append(message)
+        if notice is not None:
+            notice(message)
+
+    if stage is None:
+        stage = build_stage(options, stats, note)
+    if on_start is not None:
+        on_start(info, dst_path)
+    tmp = temporary_path(dst_path)
+    started = time.perf_counter()
+    try:
+        run_stream(info, tmp, encode, stage, stats, progress, note)
+        os.replace(tmp, dst_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    stats.seconds = time.perf_counter() - started
+    if stats.skipped_packets:
+        note(f"warning: {stats.skipped_packets} corrupt packet(s) could not be decoded and were skipped")
+    if stats.truncated:
+        note("warning: the input ends early (truncated?); everything up to that point was restored")
+    return stats
+
+
+def build_stage(options: RestoreOptions, stats: RestoreStats, notice: Callable[[str], None]) -> FaceStage:
+    """The face stage the options ask for (``model="none"``: frames pass through unchanged)."""
+    if options.model == "none" and not options.extra.get("restorer"):
+        return identity_stage
+    raise UsageError(f"unknown --model {options.model!r}; this build knows: none")

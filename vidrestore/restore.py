@@ -1,0 +1,299 @@
+"""Face restorers: GFP-GAN (GFPGANv1Clean weights v1.3 / v1.4) and an identity fake for tests.
+
+A restorer takes aligned 512x512 face crops and returns restored crops of the same size. Two entry points:
+
+* ``restore(faces, noise=None)``: numpy uint8 ``(N, 512, 512, 3)`` **RGB** in, the same out, for any N
+  (including 0), run in chunks of ``batch_size``. Pre- and post-processing reproduce GFPGANer exactly:
+  ``(u8 / 255. -> float32 - 0.5) / 0.5`` in, and basicsr's ``tensor2img`` out (clamp to [-1, 1],
+  ``(x + 1) / 2 * 255``, round half to even, uint8).
+* ``restore_tensor(x, noise=None)``: float ``(N, 3, 512, 512)`` RGB in [-1, 1] on the restorer's device, for a
+  pipeline that keeps frames on the device; returns the clamped output in [-1, 1] (float32).
+
+Noise: unlike GFPGANer, which draws fresh noise on every call and so makes video flicker, the model uses its
+15 stored noise buffers unless a ``noise`` list is passed (see :meth:`GFPGANRestorer.make_noise`), so the same
+face gives the same output every time.
+
+Precision: ``"fp32"`` everywhere; ``"fp16"`` and ``"bf16"`` run under CUDA autocast and are **CUDA only**. On
+the CPU both are refused with :class:`DeviceError`: fp16 CPU kernels are slow or missing, and bf16 autocast on
+a CPU without AMX is slower than fp32 while less accurate, so there is nothing to gain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import CheckpointError, DeviceError, WeightsError
+from .models.checkpoint import load_into
+from .models.gfpgan import GFPGANv1Clean
+
+__all__ = [
+    "RESTORER_FILES",
+    "PRECISIONS",
+    "GFPGANRestorer",
+    "IdentityRestorer",
+    "load_restorer",
+    "resolve_device",
+    "faces_to_tensor",
+    "tensor_to_faces",
+]
+
+RESTORER_FILES: Mapping[str, str] = MappingProxyType(
+    {
+        "gfpgan-1.4": "GFPGANv1.4.pth",
+        "gfpgan-1.3": "GFPGANv1.3.pth",
+    }
+)
+PRECISIONS = ("fp32", "fp16", "bf16")
+CROP_SIZE = 512
+_ARCH = "GFPGANv1Clean"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU. A CUDA device that this machine lacks → :class:`DeviceError`."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {device!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {device!r} requested but this machine has {count} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return
+    if device.type != "cuda":
+        raise DeviceError(f"precision {precision} needs a CUDA device (got {device}); use fp32 on the CPU")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("this GPU does not support bf16; use --precision fp16 or fp32")
+
+
+def _u8_to_unit_lut() -> np.ndarray:
+    # GFPGANer: img2tensor(face / 255.) casts the float64 quotient to float32, then normalize((t - 0.5) / 0.5).
+    t = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+    return (t - np.float32(0.5)) / np.float32(0.5)
+
+
+def _check_faces(faces: np.ndarray, size: int) -> None:
+    if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8:
+        raise ValueError(f"faces must be a uint8 numpy array, got {type(faces).__name__} {getattr(faces, 'dtype', '')}")
+    if faces.ndim != 4 or faces.shape[1:] != (size, size, 3):
+        raise ValueError(f"faces must have shape (N, {size}, {size}, 3), got {faces.shape}")
+
+
+def faces_to_tensor(faces: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB → float32 (N, 3, H, W) in [-1, 1] on ``device``, bit-exact to GFPGANer's input."""
+    lut = torch.from_numpy(_u8_to_unit_lut()).to(device)
+    u8 = torch.from_numpy(np.ascontiguousarray(faces)).to(device)
+    return lut[u8.long()].permute(0, 3, 1, 2).contiguous()
+
+
+def tensor_to_faces(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] → uint8 (N, H, W, 3) RGB, exactly as basicsr's ``tensor2img(min_max=(-1, 1))``."""
+    x = x.float().clamp(-1.0, 1.0)
+    x = ((x + 1.0) / 2.0 * 255.0).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _slice_noise(noise: Sequence[torch.Tensor] | None, sl: slice, n: int, device: torch.device) -> list[torch.Tensor] | None:
+    if noise is None:
+        return None
+    out = []
+    for i, t in enumerate(noise):
+        if t.ndim != 4 or t.shape[0] not in (1, n):
+            raise ValueError(f"noise[{i}] must be shaped (1 or {n}, 1, h, w), got {tuple(t.shape)}")
+        out.append((t if t.shape[0] == 1 else t[sl]).to(device))
+    return out
+
+
+class GFPGANRestorer:
+    """A loaded GFP-GAN model with its configuration (device, precision, crop size, batch size).
+
+    Build one with :func:`load_restorer`. The crop it expects is ``crop_size`` square, aligned to the FFHQ
+    512 template (the aligner's job).
+    """
+
+    crop_size: int = CROP_SIZE
+
+    def __init__(
+        self,
+        model: GFPGANv1Clean,
+        name: str,
+        device: torch.device,
+        precision: str = "fp32",
+        batch_size: int = 8,
+        channels_last: bool | None = None,
+    ) -> None:
+        _check_precision(precision, device)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = name
+        self.device = device
+        self.precision = precision
+        self.batch_size = int(batch_size)
+        # channels_last: measured no faster on the CPU here (bench/restorer.py), and tensor cores want NHWC.
+        self.channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
+        model = model.eval().requires_grad_(False).to(device)
+        if self.channels_last:
+            model.apply(lambda m: m.to(memory_format=torch.channels_last) if isinstance(m, nn.Conv2d) else None)
+        self.model = model
+        self.crop_size = model.out_size
+
+    def __repr__(self) -> str:
+        return (
+            f"GFPGANRestorer(name={self.name!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+            f"batch_size={self.batch_size}, crop_size={self.crop_size})"
+        )
+
+    @property
+    def num_noise(self) -> int:
+        return self.model.num_noise
+
+    def noise_shapes(self) -> list[tuple[int, int, int, int]]:
+        return self.model.noise_shapes()
+
+    def make_noise(self, seed: int, batch: int = 1) -> list[torch.Tensor]:
+        """A fixed noise set (15 tensors ``(batch, 1, h, w)``, CPU, float32) drawn from its own seeded generator.
+
+        Draw one per face track and pass it to every call for that track: the output is then repeatable and
+        does not flicker. Uses a private ``torch.Generator``, never the global RNG.
+        """
+        gen = torch.Generator().manual_seed(int(seed))
+        return [torch.randn((batch, *shape[1:]), generator=gen) for shape in self.noise_shapes()]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            y = self.model(x, noise)
+        return y.float().clamp_(-1.0, 1.0)
+
+    @torch.inference_mode()
+    def restore_tensor(self, x: torch.Tensor, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """float (N, 3, S, S) RGB in [-1, 1] on ``device`` → float32 (N, 3, S, S) in [-1, 1] (clamped).
+
+        Runs in chunks of ``batch_size``. ``noise``: ``None`` (the model's stored noise) or 15 tensors shaped
+        ``(1 or N, 1, h, w)``.
+        """
+        s = self.crop_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"expected a tensor (N, 3, {s}, {s}), got {tuple(x.shape)}")
+        n = x.shape[0]
+        if n == 0:
+            return torch.empty((0, 3, s, s), dtype=torch.float32, device=self.device)
+        x = x.to(self.device, torch.float32)
+        outs = [self._forward(x[sl], _slice_noise(noise, sl, n, self.device)) for sl in _chunks(n, self.batch_size)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    @torch.inference_mode()
+    def restore(self, faces: np.ndarray, noise: Sequence[torch.Tensor] | None = None) -> np.ndarray:
+        """uint8 (N, S, S, 3) RGB → uint8 (N, S, S, 3) RGB restored, N >= 0, in chunks of ``batch_size``."""
+        s = self.crop_size
+        _check_faces(faces, s)
+        n = faces.shape[0]
+        out = np.empty((n, s, s, 3), dtype=np.uint8)
+        for sl in _chunks(n, self.batch_size):
+            x = faces_to_tensor(faces[sl], self.device)
+            out[sl] = tensor_to_faces(self._forward(x, _slice_noise(noise, sl, n, self.device)))
+        return out
+
+
+class IdentityRestorer:
+    """The fake backend: same interface as :class:`GFPGANRestorer`, returns the faces unchanged."""
+
+    name = "identity"
+    precision = "fp32"
+    crop_size: int = CROP_SIZE
+
+    def __init__(self, device: str | torch.device | None = "cpu", batch_size: int = 8, crop_size: int = CROP_SIZE) -> None:
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.crop_size = crop_size
+
+    def __repr__(self) -> str:
+        return f"IdentityRestorer(device={str(self.device)!r}, crop_size={self.crop_size})"
+
+    def restore_tensor(self, x: torch.Tensor, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        s = self.crop_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"expected a tensor (N, 3, {s}, {s}), got {tuple(x.shape)}")
+        return x.to(self.device, torch.float32).clamp(-1.0, 1.0)
+
+    def restore(self, faces: np.ndarray, noise: Sequence[torch.Tensor] | None = None) -> np.ndarray:
+        _check_faces(faces, self.crop_size)
+        return faces.copy()
+
+
+def _weights_path(name_or_path: str | Path, weights_dir: str | Path | None) -> tuple[str, Path]:
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if isinstance(name_or_path, Path) or path.exists() or text.endswith((".pth", ".pt")):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        return f"gfpgan:{path.name}", path
+    key = text.lower()
+    if key not in RESTORER_FILES:
+        raise WeightsError(
+            f"unknown restorer {text!r}; known names: {', '.join(sorted(RESTORER_FILES))} (or give a path to a .pth file)"
+        )
+    from .weights import resolve_weights  # lazy: downloading is only needed for named weights
+
+    return key, Path(resolve_weights(RESTORER_FILES[key], weights_dir=weights_dir))
+
+
+def build_gfpgan(path: str | Path, device: torch.device | str = "cpu") -> GFPGANv1Clean:
+    """A GFPGANv1Clean on ``device`` with the weights of ``path`` (strict; :class:`CheckpointError` if not)."""
+    with torch.device("meta"):  # no wasted random init of 86 M parameters
+        model = GFPGANv1Clean()
+    model = model.to_empty(device=torch.device(device))
+    load_into(model, path, _ARCH)
+    return model
+
+
+def load_restorer(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+    weights_dir: str | Path | None = None,
+    channels_last: bool | None = None,
+) -> GFPGANRestorer:
+    """Load a GFP-GAN restorer by name (``"gfpgan-1.4"``, ``"gfpgan-1.3"``) or from a checkpoint path.
+
+    The device and precision are checked before any weights are read. Raises :class:`WeightsError` (unknown
+    name, missing download), :class:`CheckpointError` (missing or unreadable file, wrong architecture) or
+    :class:`DeviceError` (device or precision this machine lacks).
+    """
+    dev = resolve_device(device)
+    _check_precision(precision, dev)
+    name, path = _weights_path(name_or_path, weights_dir)
+    model = build_gfpgan(path, dev)
+    return GFPGANRestorer(model, name, dev, precision, batch_size, channels_last)
