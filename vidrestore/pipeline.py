@@ -61,6 +61,7 @@ class RestoreStats:
     tracks: int = 0
     skipped_packets: int = 0
     truncated: bool = False
+    missing_seconds: float = 0.0
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
@@ -209,6 +210,7 @@ def run_stream(
         sink.close()
     stats.skipped_packets = source.stats.skipped_packets
     stats.truncated = source.stats.truncated
+    stats.missing_seconds = source.stats.missing_seconds
 
 
 def restore_video(
@@ -261,7 +263,10 @@ def restore_video(
     if stats.skipped_packets:
         note(f"warning: {stats.skipped_packets} corrupt packet(s) could not be decoded and were skipped")
     if stats.truncated:
-        note("warning: the input ends early (truncated?); everything up to that point was restored")
+        note(
+            f"warning: the video stops {stats.missing_seconds:.1f} s before the file's stated end (truncated?); "
+            "everything that decodes was restored"
+        )
     return stats
 
 

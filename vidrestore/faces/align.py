@@ -267,23 +267,31 @@ def _source_coords(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Source (crop) pixel coordinates (N, rh, rw) of every pixel of each face's ROI.
 
-    Image pixel (x, y) samples the crop at ``M @ (x, y, 1)`` with integer pixel centres, as in
-    ``cv2.warpAffine``. With ``fixed_point`` the coordinates are quantised to 1/32 px exactly as OpenCV's
-    legacy warpAffine does for float64 images (the path facexlib's parse mask takes):
+    Image pixel (x, y) samples the crop at ``M @ (x, y, 1)`` with integer pixel centres, as
+    ``cv2.warpAffine``. Without ``fixed_point`` the arithmetic is OpenCV 5's float path for uint8/float32
+    images (M rounded to float32, ``t = f32(f32(M01*y) + M02)``, ``x' = fma(M00, x, t)`` rounded once to
+    float32; emulated in float64 where the device has it): it reproduces cv2's mask warp bit for bit.
+    With ``fixed_point`` the coordinates are quantised to 1/32 px as OpenCV's legacy path does for float64
+    images (the path facexlib's parse mask takes):
     ``X = (rint((M01*y + M02)*1024) + 16 + rint(M00*x*1024)) >> 5``, coordinate ``X / 32``.
+    Returned in float64 (float32 on devices without it).
     """
     cdt = _float_dtype(device)
-    m = torch.as_tensor(samplers, dtype=cdt, device=device)  # (N, 2, 3)
+    m = torch.as_tensor(samplers, dtype=torch.float64 if fixed_point else torch.float32).to(device, cdt)
     o = torch.as_tensor(origins, dtype=cdt, device=device)  # (N, 2)
     xs = torch.arange(rw, dtype=cdt, device=device)[None, :] + o[:, 0:1]  # (N, rw)
     ys = torch.arange(rh, dtype=cdt, device=device)[None, :] + o[:, 1:2]  # (N, rh)
+
+    def f32(t: torch.Tensor) -> torch.Tensor:
+        return t.float().to(cdt)
 
     def coord(row: torch.Tensor) -> torch.Tensor:
         if fixed_point:
             a = torch.round((row[:, 1:2] * ys + row[:, 2:3]) * 1024.0) + 16.0  # (N, rh)
             b = torch.round(row[:, 0:1] * xs * 1024.0)  # (N, rw)
             return torch.floor((a[:, :, None] + b[:, None, :]) / 32.0) / 32.0
-        return row[:, 0:1, None] * xs[:, None, :] + (row[:, 1:2, None] * ys[:, :, None] + row[:, 2:3, None])
+        t = f32(f32(row[:, 1:2] * ys) + row[:, 2:3])  # (N, rh)
+        return f32(row[:, 0:1, None] * xs[:, None, :] + t[:, :, None])
 
     return coord(m[:, 0]), coord(m[:, 1])
 
@@ -294,32 +302,57 @@ def _grid(sx: torch.Tensor, sy: torch.Tensor, src_size: int, dtype: torch.dtype)
     return torch.stack([sx * scale - 1.0, sy * scale - 1.0], dim=-1).to(dtype)
 
 
-def _warp_ones(sx: torch.Tensor, sy: torch.Tensor, src_size: int) -> torch.Tensor:
-    """The bilinear warp of a (src_size x src_size) image of ones with a 0 border, (N, 1, rh, rw) float32.
+def _axis(c: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer cell, fraction (float32) and in-range flags of both neighbours along one axis."""
+    c = c.float()
+    i = torch.floor(c)
+    a = c - i
+    ok0 = (i >= 0) & (i < n)
+    ok1 = (i >= -1) & (i < n - 1)
+    return i.long(), a, ok0, ok1
 
-    Written in OpenCV's float form ``v0 = p00 + ax*(p01 - p00)`` ... ``v = v0 + ay*(v1 - v0)`` so the
-    interior is exactly 1.0, as in cv2 (grid_sample's weighted sum is not, and facexlib's truncating
-    blend turns that into an off-by-one over half the face edge).
+
+def _warp_lerp(src: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    """Bilinear inverse warp with a 0 border in OpenCV 5's float form, (N, C, rh, rw) float32.
+
+    ``v0 = p00 + ax*(p01 - p00)``, ``v1 = p10 + ax*(p11 - p10)``, ``v = v0 + ay*(v1 - v0)`` in float32
+    (grid_sample's weighted sum differs in the last bits, which facexlib's truncating blend turns into
+    off-by-ones); a neighbour outside the source counts as 0, as cv2's BORDER_CONSTANT.
     """
+    n, c, hs, ws = src.shape
+    ix, ax, okx0, okx1 = _axis(sx, ws)
+    iy, ay, oky0, oky1 = _axis(sy, hs)
+    flat = src.float().reshape(n, c, hs * ws)
+    rh, rw = sx.shape[1:]
 
-    def axis(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c = c.float()
-        i = torch.floor(c)
-        a = c - i
-        v0 = ((i >= 0) & (i < src_size)).float()
-        v1 = ((i + 1 >= 0) & (i + 1 < src_size)).float()
-        return v0, v1, a
+    def corner(dy: int, dx: int, ok: torch.Tensor) -> torch.Tensor:
+        idx = ((iy + dy).clamp(0, hs - 1) * ws + (ix + dx).clamp(0, ws - 1)).reshape(n, 1, rh * rw)
+        v = torch.gather(flat, 2, idx.expand(n, c, rh * rw)).reshape(n, c, rh, rw)
+        return v * ok[:, None].to(v.dtype)
 
-    x0, x1, ax = axis(sx)
-    y0, y1, ay = axis(sy)
+    p00 = corner(0, 0, oky0 & okx0)
+    p01 = corner(0, 1, oky0 & okx1)
+    p10 = corner(1, 0, oky1 & okx0)
+    p11 = corner(1, 1, oky1 & okx1)
+    axc, ayc = ax[:, None], ay[:, None]
+    v0 = p00 + axc * (p01 - p00)
+    v1 = p10 + axc * (p11 - p10)
+    return v0 + ayc * (v1 - v0)
+
+
+def _warp_ones(sx: torch.Tensor, sy: torch.Tensor, src_size: int) -> torch.Tensor:
+    """:func:`_warp_lerp` of a (src_size x src_size) image of ones, without reading it: (N, 1, rh, rw)."""
+    _, ax, okx0, okx1 = _axis(sx, src_size)
+    _, ay, oky0, oky1 = _axis(sy, src_size)
+    x0, x1 = okx0.float(), okx1.float()
     fx = x0 + ax * (x1 - x0)
-    r0 = y0 * fx
-    r1 = y1 * fx
+    r0 = oky0.float() * fx
+    r1 = oky1.float() * fx
     return (r0 + ay * (r1 - r0))[:, None]
 
 
 def _warp(src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinear inverse warp with a constant 0 border (OpenCV's default for warpAffine)."""
+    """Bilinear inverse warp with grid_sample, constant 0 border (used for the float64 parse mask)."""
     return F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
@@ -485,7 +518,7 @@ def paste_faces(
         boxes = _roi_boxes(samplers, (h, w), size, margin)
         origins, rh, rw = _common_origins(boxes, (h, w))
         sx, sy = _source_coords(samplers, origins, rh, rw, device, fixed_point=False)
-        inv_face = _warp(face_t, _grid(sx, sy, size, torch.float32))
+        inv_face = _warp_lerp(face_t, sx, sy)
         if integer:
             inv_face = torch.round(inv_face).clamp_(0, 255)
         if masks is None:

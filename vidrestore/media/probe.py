@@ -56,6 +56,7 @@ class MediaInfo:
     duration: float | None
     video: VideoInfo
     streams: tuple[StreamInfo, ...]
+    start_time: float | None = None
 
     @property
     def estimated_frames(self) -> int | None:
@@ -154,7 +155,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             for s in container.streams
         )
         duration = container.duration / 1_000_000 if container.duration else None
-        return MediaInfo(path=p, format=container.format.name, duration=duration, video=video, streams=streams)
+        start = container.start_time / 1_000_000 if container.start_time not in (None,) else None
+        return MediaInfo(
+            path=p, format=container.format.name, duration=duration, video=video, streams=streams, start_time=start
+        )
 
 
 def _is_attached_picture(stream) -> bool:

@@ -59,6 +59,7 @@ class DecodeStats:
     skipped_packets: int = 0
     repaired_timestamps: int = 0
     truncated: bool = False
+    missing_seconds: float = 0.0
 
 
 class VideoSource:
@@ -115,6 +116,7 @@ class VideoSource:
         rate = self.info.video.rate
         step = max(1, round(1 / (rate * time_base))) if rate else 1
         last_pts: int | None = None
+        last_end = 0.0
         index = 0
         for vf in self._decode(stream):
             if vf.is_corrupt:
@@ -145,3 +147,18 @@ class VideoSource:
             )
             index += 1
             self.stats.frames = index
+            last_end = float((pts + (duration or step)) * time_base)
+        if index and self._ends_early(last_end):
+            self.stats.truncated = True
+
+    def _ends_early(self, last_end: float) -> bool:
+        """True when the header promised clearly more video than decoded (a cut-off download or copy)."""
+        video = self.info.video
+        expected = video.duration or self.info.duration
+        if video.frames and self.stats.frames < video.frames - 1:
+            return True
+        if not expected:
+            return False
+        start = float(self.info.start_time or 0.0)
+        self.stats.missing_seconds = expected - (last_end - start)
+        return self.stats.missing_seconds > max(0.5, 0.01 * expected)
