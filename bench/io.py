@@ -53,7 +53,7 @@ def ours_child(src: str, dst: str, crf: int, preset: str) -> None:
     from vidrestore import restore_video
 
     t = time.perf_counter()
-    stats = restore_video(src, dst, crf=crf, preset=preset, overwrite=True)
+    stats = restore_video(src, dst, model="none", crf=crf, preset=preset, overwrite=True)
     seconds = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"frames": stats.frames, "seconds": seconds, "rss_mb": rss_mb}))

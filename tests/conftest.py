@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,16 @@ def shared_ref() -> Path:
     if not SHARED_REFERENCE.is_dir():
         pytest.skip(f"reference data not found at {SHARED_REFERENCE}")
     return SHARED_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def synthetic_gfpgan(shared_ref: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GFPGANv1Clean checkpoint in the official layout with the reference's synthetic weights (348 MB)."""
+    ref = shared_ref / "gfpgan"
+    out = tmp_path_factory.mktemp("gfpgan-weights") / "GFPGANv1.4.pth"
+    subprocess.run(
+        [sys.executable, str(ref / "make_weights.py"), str(ref / "gfpgan_v1clean_keys.json"), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out

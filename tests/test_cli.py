@@ -14,8 +14,10 @@ from media import Audio, Clip, make_clip, stream_digests, video_timestamps
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process; I/O-only (``--model none``) unless a test names a model."""
+    extra = [] if "--model" in args else ["--model", "none"]
     return subprocess.run(
-        [sys.executable, "-m", "vidrestore", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "vidrestore", *args, *extra], capture_output=True, text=True, cwd=cwd, timeout=120
     )
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,14 @@ def fx_ref(shared_ref: Path) -> Path:
 @pytest.fixture(scope="session")
 def det_weights(fx_ref: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic RetinaFace checkpoints, built once per session by the reference script."""
+    spec = importlib.util.spec_from_file_location("make_weights_fx", fx_ref / "make_weights_fx.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)  # the reference folder's own builder, run in this process
     out = tmp_path_factory.mktemp("fx_det_weights")
     paths = {}
     for backbone, name in FILES.items():
         paths[backbone] = out / name
-        subprocess.run(
-            [sys.executable, str(fx_ref / "make_weights_fx.py"), str(fx_ref / MANIFESTS[backbone]), str(paths[backbone])],
-            check=True, capture_output=True,
-        )
+        builder.build_file(str(fx_ref / MANIFESTS[backbone]), str(paths[backbone]))
     return paths
 
 
@@ -67,11 +66,13 @@ def astronaut_rgb(fx_ref: Path) -> np.ndarray:
 @pytest.mark.parametrize("backbone", ["resnet50", "mobile0.25"])
 def test_state_dict_matches_manifest(fx_ref: Path, backbone: str) -> None:
     manifest = json.loads((fx_ref / MANIFESTS[backbone]).read_text())
-    ours = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in RetinaFace(backbone).state_dict().items()]
+    state = RetinaFace(backbone).state_dict()
+    ours = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in state.items()]
     assert ours == manifest
 
 
-def test_strict_load_of_synthetic_checkpoints(detectors: dict[str, RetinaFaceDetector], det_weights: dict[str, Path]) -> None:
+def test_strict_load_of_synthetic_checkpoints(detectors: dict[str, RetinaFaceDetector],
+                                             det_weights: dict[str, Path]) -> None:
     for backbone, det in detectors.items():
         assert det.backbone == backbone
         state = torch.load(det_weights[backbone], weights_only=True)
@@ -153,7 +154,9 @@ def test_prior_counts_follow_ceil_feature_sizes() -> None:
     assert prior_boxes(360, 500).shape == (2 * (45 * 63 + 23 * 32 + 12 * 16), 4)
 
 
-@pytest.mark.parametrize("name", ["decode3_resnet50_astronaut", "decode3_resnet50_nonsquare", "decode3_mobile0.25_astronaut"])
+@pytest.mark.parametrize(
+    "name", ["decode3_resnet50_astronaut", "decode3_resnet50_nonsquare", "decode3_mobile0.25_astronaut"]
+)
 def test_decode_threshold_nms_on_reference_raw_outputs(fx_ref: Path, name: str) -> None:
     ref = np.load(fx_ref / f"{name}.npz")
     h, w = (int(v) for v in ref["image_hw"])
@@ -197,55 +200,51 @@ def test_detect_matches_facexlib_detect_faces(fx_ref: Path, detectors: dict[str,
         assert face.track_id is None
 
 
-def test_detect_mobilenet_at_0_6(fx_ref: Path, det_weights: dict[str, Path], astronaut_rgb: np.ndarray) -> None:
-    ref = np.load(fx_ref / "retinaface_mobile0.25_astronaut_detect_faces_th0.6.npy")
-    det = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6)
-    rows = det.detect_rows([astronaut_rgb])[0]
-    assert rows.shape == ref.shape == (136, 15)
-    np.testing.assert_allclose(rows[:, 4], ref[:, 4], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(rows, ref, rtol=0, atol=1e-2)
-
-
-def test_batched_detect_equals_single(detectors: dict[str, RetinaFaceDetector], astronaut_rgb: np.ndarray) -> None:
-    det = detectors["resnet50"]
-    single = det.detect_rows([astronaut_rgb])[0]
-    pair = det.detect_rows([astronaut_rgb, astronaut_rgb])
+def test_batched_detect_equals_single(fx_ref: Path, detectors: dict[str, RetinaFaceDetector],
+                                      astronaut_rgb: np.ndarray) -> None:
+    ref = np.load(fx_ref / "retinaface_resnet50_astronaut_detect_faces_th0.8.npy")  # = one frame alone (above)
+    pair = detectors["resnet50"].detect_rows([astronaut_rgb, astronaut_rgb])
     assert len(pair) == 2
     for rows in pair:
-        assert rows.shape == single.shape
-        np.testing.assert_allclose(rows, single, rtol=0, atol=1e-3)
+        assert rows.shape == ref.shape
+        np.testing.assert_allclose(rows, ref, rtol=0, atol=1e-2)
 
 
-def test_mixed_sizes_are_grouped_and_kept_in_order(det_weights: dict[str, Path], astronaut_rgb: np.ndarray) -> None:
-    det = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, batch_size=2)
+@pytest.fixture(scope="module")
+def mobile06(det_weights: dict[str, Path]) -> RetinaFaceDetector:
+    return load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, batch_size=2)
+
+
+def test_mixed_sizes_grouped_in_order_and_mobilenet_at_0_6(fx_ref: Path, mobile06: RetinaFaceDetector,
+                                                            astronaut_rgb: np.ndarray) -> None:
+    ref = np.load(fx_ref / "retinaface_mobile0.25_astronaut_detect_faces_th0.6.npy")
+    assert ref.shape == (136, 15)
     crop = np.ascontiguousarray(astronaut_rgb[0:360, 0:500])
-    flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
-    mixed = det.detect_rows([astronaut_rgb, crop, flipped, crop, astronaut_rgb])
-    alone = {id(f): det.detect_rows([f])[0] for f in (astronaut_rgb, crop, flipped)}
-    for got, frame in zip(mixed, [astronaut_rgb, crop, flipped, crop, astronaut_rgb]):
-        want = alone[id(frame)]
+    crop_alone = mobile06.detect_rows([crop])[0]
+    assert len(crop_alone) > 0
+    mixed = mobile06.detect_rows([astronaut_rgb, crop, astronaut_rgb])  # one batch of two 512s, one of the crop
+    for got, want in zip(mixed, [ref, crop_alone, ref]):
         assert got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
-    assert set(det._priors) == {(512, 512), (360, 500)}
-    assert det.priors(360, 500) is det.priors(360, 500)
+        np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-2)
+    assert set(mobile06._priors) == {(512, 512), (360, 500)}
+    assert mobile06.priors(360, 500) is mobile06.priors(360, 500)
 
 
-def test_selection_options(fx_ref: Path, det_weights: dict[str, Path], astronaut_rgb: np.ndarray) -> None:
-    ref = np.load(fx_ref / "retinaface_resnet50_astronaut_detect_faces_th0.8.npy")
+def test_selection_options(fx_ref: Path, mobile06: RetinaFaceDetector, astronaut_rgb: np.ndarray) -> None:
+    ref = np.load(fx_ref / "retinaface_mobile0.25_astronaut_detect_faces_th0.6.npy")
     side = np.maximum(ref[:, 2] - ref[:, 0], ref[:, 3] - ref[:, 1])
     min_face = float(np.median(side))
     big = ref[side >= min_face]
     centre = ((big[:, 0] + big[:, 2]) / 2 - 256) ** 2 + ((big[:, 1] + big[:, 3]) / 2 - 256) ** 2
     expected = big[np.argmin(centre)]
-    det = load_detector(det_weights["resnet50"], device="cpu", min_face=min_face, only_center_face=True)
+    det = RetinaFaceDetector(mobile06.model, mobile06.options, min_face=min_face, only_center_face=True)
     (faces,) = det.detect([astronaut_rgb])
     assert len(faces) == 1
     np.testing.assert_allclose(faces[0].box, expected[:4], rtol=0, atol=1e-2)
     # Eye-distance filter (GFPGAN's eye_dist_threshold): faces whose eyes are closer are dropped.
     eye = np.hypot(ref[:, 5] - ref[:, 7], ref[:, 6] - ref[:, 8])
-    det.options = DetectorOptions(eye_dist_threshold=float(np.median(eye)))
-    rows = det.detect_rows([astronaut_rgb])[0]  # raw rows ignore the helper filters
-    assert len(rows) == len(ref)
+    det = RetinaFaceDetector(mobile06.model, mobile06.options, eye_dist_threshold=float(np.median(eye)))
     (faces,) = det.detect([astronaut_rgb])
     kept = ref[eye >= np.median(eye)]
     assert 0 < len(faces) == len(kept) < len(ref)
@@ -261,9 +260,16 @@ def test_max_side_downscales_and_maps_back(det_weights: dict[str, Path], astrona
     assert parity.options.max_side is None
     ref = parity.detect_rows([small])[0]
     assert len(rows) > 0 and len(ref) > 0
-    # Coordinates come back in the full frame's pixels: twice those found on the half-size frame.
+    # The same network input decoded in its own 256-px coordinates, scaled by 2, gives the frame's pixels.
+    x = det.preprocess(astronaut_rgb[None])
+    with torch.inference_mode():
+        loc, conf, lmk = det.model(x)
+    small_rows = select_detections(loc[0], conf[0], lmk[0], prior_boxes(256, 256, det.model.cfg), 256, 256, 0.6)
+    expected = small_rows.numpy().copy()
+    expected[:, [0, 1, 2, 3, *range(5, 15)]] *= 2
+    np.testing.assert_allclose(rows, expected, rtol=0, atol=1e-3)
+    # And the downscale itself is sane: about what a half-size frame gives (different pixels, same scale).
     np.testing.assert_allclose(rows[:, [0, 2]].max(), 2 * ref[:, [0, 2]].max(), rtol=0.1)
-    assert rows[:, [0, 2]].max() > 256
 
 
 def test_options_are_validated() -> None:

@@ -36,14 +36,24 @@ class FaceStage(Protocol):
 class RestoreOptions:
     """Everything ``restore_video`` can be told. The CLI builds one of these from its arguments."""
 
-    model: str = "none"
+    model: str = "gfpgan-1.4"
     codec: str = "h264"
     crf: int | None = None
     preset: str = "medium"
     overwrite: bool = False
     device: str | None = None
+    precision: str = "fp32"
     batch_size: int = 8
     weights_dir: str | None = None
+    detector: str = "retinaface_resnet50"
+    detect_every: int = 1
+    only_center_face: bool = False
+    min_face: float = 0.0
+    parse: bool = True
+    temporal: bool = True
+    temporal_strength: float = 0.5
+    strength: float = 1.0
+    report: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode_options(self) -> EncodeOptions:
@@ -65,6 +75,7 @@ class RestoreStats:
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    stage: Any = field(default=None, repr=False)
 
     @property
     def fps(self) -> float:
@@ -231,8 +242,9 @@ def restore_video(
     """
     options = options or RestoreOptions()
     known = {f.name for f in fields(RestoreOptions)}
-    direct = {k: v for k, v in overrides.items() if k in known}
-    extra = {k: v for k, v in overrides.items() if k not in known}
+    # detector= / restorer= / parser= may be objects (any detect()/restore()/face_masks()): those go to extra
+    direct = {k: v for k, v in overrides.items() if k in known and (k != "detector" or isinstance(v, str))}
+    extra = {k: v for k, v in overrides.items() if k not in direct}
     if direct or extra:
         options = replace(options, **direct, extra={**options.extra, **extra})
     encode = options.encode_options()
@@ -248,7 +260,7 @@ def restore_video(
             notice(message)
 
     if stage is None:
-        stage = build_stage(options, stats, note)
+        stage = build_stage(options, stats, note, info)
     if on_start is not None:
         on_start(info, dst_path)
     tmp = temporary_path(dst_path)
@@ -260,6 +272,13 @@ def restore_video(
         tmp.unlink(missing_ok=True)
         raise
     stats.seconds = time.perf_counter() - started
+    face_report = getattr(stats.stage, "report", None)
+    if face_report is not None:
+        stats.report = face_report.as_dict()
+        stats.faces = face_report.faces
+        stats.tracks = len(face_report.tracks)
+        if options.report:
+            write_report(Path(options.report), stats)
     if stats.skipped_packets:
         note(f"warning: {stats.skipped_packets} corrupt packet(s) could not be decoded and were skipped")
     if stats.truncated:
@@ -270,8 +289,80 @@ def restore_video(
     return stats
 
 
-def build_stage(options: RestoreOptions, stats: RestoreStats, notice: Callable[[str], None]) -> FaceStage:
-    """The face stage the options ask for (``model="none"``: frames pass through unchanged)."""
-    if options.model == "none" and not options.extra.get("restorer"):
+MODELS = ("gfpgan-1.4", "gfpgan-1.3", "none")
+
+
+def write_report(path: Path, stats: RestoreStats) -> None:
+    """The ``--report`` JSON: run figures and per-track jitter and flicker, written atomically."""
+    import json
+
+    doc = {
+        "input": str(stats.input),
+        "output": str(stats.output),
+        "frames": stats.frames,
+        "seconds": round(stats.seconds, 3),
+        "fps": round(stats.fps, 3),
+        "skipped_packets": stats.skipped_packets,
+        **stats.report,
+    }
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+
+
+def build_stage(
+    options: RestoreOptions, stats: RestoreStats, notice: Callable[[str], None], info: MediaInfo | None = None
+) -> FaceStage:
+    """The face stage the options ask for (``model="none"`` and no ``restorer=``: frames pass through).
+
+    ``options.extra`` may hold ready objects: ``detector=`` (anything with ``detect(frames)``),
+    ``restorer=`` (anything with ``restore(faces)``), ``parser=`` (anything with ``face_masks(crops)``).
+    """
+    extra = options.extra
+    restorer = extra.get("restorer")
+    if restorer is None and options.model == "none":
         return identity_stage
-    raise UsageError(f"unknown --model {options.model!r}; this build knows: none")
+    is_file = Path(options.model).suffix.lower() in (".pth", ".pt")
+    if restorer is None and options.model not in MODELS and not is_file:
+        raise UsageError(
+            f"unknown --model {options.model!r}; choose one of {', '.join(MODELS)} or give a .pth file"
+        )
+    from .faces.stage import FaceOptions, FaceStage as _FaceStage
+
+    if restorer is None:
+        from .restore import load_restorer
+
+        restorer = load_restorer(
+            options.model, device=options.device, precision=options.precision,
+            batch_size=options.batch_size, weights_dir=options.weights_dir,
+        )
+    device = getattr(restorer, "device", None) or options.device or "cpu"
+    detector = extra.get("detector")
+    if detector is None:
+        from .faces.detect import load_detector
+
+        detector = load_detector(options.detector, device=device, weights_dir=options.weights_dir)
+    parser = extra.get("parser")
+    if parser is None and options.parse and options.strength > 0:
+        from .faces.parse import load_parser
+
+        parser = load_parser("parsenet", device=device, weights_dir=options.weights_dir)
+    face_options = FaceOptions(
+        detect_every=options.detect_every,
+        batch_size=options.batch_size,
+        min_face=options.min_face,
+        only_center_face=options.only_center_face,
+        parse=options.parse,
+        temporal=options.temporal,
+        temporal_strength=options.temporal_strength,
+        strength=options.strength,
+        sar=float(info.video.sar) if info is not None else 1.0,
+        **extra.get("face_options", {}),
+    )
+    stage = _FaceStage(detector, restorer, face_options, parser=parser, device=device)
+    stats.stage = stage
+    return stage

@@ -156,8 +156,10 @@ class GFPGANRestorer:
         # channels_last: measured no faster on the CPU here (bench/restorer.py), and tensor cores want NHWC.
         self.channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
         model = model.eval().requires_grad_(False).to(device)
-        if self.channels_last:
-            model.apply(lambda m: m.to(memory_format=torch.channels_last) if isinstance(m, nn.Conv2d) else None)
+        # Set the conv weights' layout either way (a model shared by two restorers takes the last one's; both
+        # layouts give the same results, only the speed differs).
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        model.apply(lambda m: m.to(memory_format=fmt) if isinstance(m, nn.Conv2d) else None)
         self.model = model
         self.crop_size = model.out_size
 

@@ -7,13 +7,19 @@ float64 and map *image* pixels to *crop* pixels, OpenCV's convention (integer co
 centres).
 
 Anamorphic video (sample aspect ratio ``sar`` != 1): landmarks are in stored pixels; the similarity is
-estimated in square-pixel (display) space, on ``landmarks * [sar, 1]``, and composed with ``diag(sar, 1)``,
-so the returned affine maps stored pixels straight to the crop and the face is not squashed.
+estimated in square-pixel (display) space, on the landmarks mapped by ``x -> sar*x + (sar-1)/2`` (i.e.
+``diag(sar, 1)`` with cv2.resize's pixel centres), and composed with that map, so the returned affine
+takes stored pixels straight to the crop and the face is not squashed; its inverse pastes back into the
+stored geometry.
 
-Paste-back (:func:`paste_faces`) warps every face of a frame back at once with ``torch.grid_sample`` on
-the caller's device and blends it with a soft mask, reproducing facexlib's
-``paste_faces_to_input_image`` (use_parse True and False) on OpenCV 5: see the comments of the helpers
-for the details that matter for matching it within one or two levels.
+Paste-back (:func:`paste_faces`) inverse-warps every face of a frame at once in torch on the caller's
+device, each on its own region of interest (all of one size, so the faces batch), and blends it with a
+soft mask, reproducing facexlib's ``paste_faces_to_input_image`` (use_parse True and False) on OpenCV 5.
+What it takes to match within one level (see the helpers): OpenCV 5's float32 coordinate arithmetic and
+lerp-form bilinear for the face and box mask, the legacy 1/32 px fixed-point coordinates for the
+float64 parse mask, OpenCV's even-kernel erosion anchor, its small Gaussian tables, and facexlib's
+float32/float64 blend with a final truncation. The remaining ±1 values come from the summation order
+of the Gaussian blur (cv2: row taps in sequence, column taps paired, both with FMA) and the truncation.
 """
 
 from __future__ import annotations
@@ -356,21 +362,33 @@ def _warp(src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``cv2.erode`` with a k x k box (k >= 1) on (N, 1, H, W): anchor k//2, outside the image ignored.
+def _window_min(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Min over windows ``[i, i + k)`` along ``dim`` (output shorter by k - 1), in O(log k) passes.
 
-    Separable: min over rows, then over columns. ``k == 0`` is OpenCV's empty-kernel default, a 3 x 3 box.
+    Doubling: mins over windows of 1, 2, 4, ... p <= k, then the two overlapping p-windows covering k.
+    """
+    p = 1
+    m = x
+    while 2 * p <= k:
+        n = m.shape[dim] - p
+        m = torch.minimum(m.narrow(dim, 0, n), m.narrow(dim, p, n))
+        p *= 2
+    n = x.shape[dim] - k + 1
+    return torch.minimum(m.narrow(dim, 0, n), m.narrow(dim, k - p, n))
+
+
+def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``cv2.erode`` with a k x k box on (N, 1, H, W): anchor k//2, pixels outside the image ignored.
+
+    Separable (rows, then columns). ``k == 0`` is OpenCV's empty-kernel default, a 3 x 3 box.
     """
     if k == 0:
         k = 3
     if k == 1:
         return x
     lo, hi = k // 2, k - 1 - k // 2
-    y = F.pad(-x, (lo, hi, 0, 0), value=-math.inf)
-    y = F.max_pool2d(y, kernel_size=(1, k), stride=1)
-    y = F.pad(y, (0, 0, lo, hi), value=-math.inf)
-    y = F.max_pool2d(y, kernel_size=(k, 1), stride=1)
-    return -y
+    y = _window_min(F.pad(x, (lo, hi, 0, 0), value=math.inf), k, 3)
+    return _window_min(F.pad(y, (0, 0, lo, hi), value=math.inf), k, 2)
 
 
 # OpenCV's hard-coded kernels for small ksize and sigma <= 0 (read-only).
@@ -491,52 +509,66 @@ def paste_faces(
     if is_tensor:
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise ValueError(f"expected a (3, H, W) tensor frame, got {tuple(frame.shape)}")
-        out = frame.to(device=device, dtype=wdt, copy=True)
+        h, w = frame.shape[1:]
+        result_t = frame.to(device=device, copy=True)
     else:
         arr = np.asarray(frame)
         if arr.ndim != 3 or arr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) frame, got {arr.shape}")
-        out = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1).to(wdt)
-    h, w = out.shape[1:]
+        h, w = arr.shape[:2]
+        result_np = arr.copy()
 
     aff = affines.detach().cpu().numpy() if isinstance(affines, torch.Tensor) else np.asarray(affines)
     aff = aff.astype(np.float64).reshape(-1, 2, 3)
     n = len(aff)
-    if n:
-        face_t, integer = _as_chw_batch(faces, device)
-        if face_t.shape[0] != n or face_t.shape[1] != 3 or face_t.shape[2] != face_t.shape[3]:
-            raise ValueError(f"faces {tuple(face_t.shape)} do not match {n} affines")
-        size = int(face_t.shape[-1])
-        # facexlib hands cv2.warpAffine the crop -> image matrix, which OpenCV inverts again: do the same.
-        samplers = np.stack([invert_affine(paste_affine(a, upscale)) for a in aff])
-        if masks is None:
-            scale = np.array([abs(np.linalg.det(invert_affine(s)[:, :2])) for s in samplers])
-            # the blur reaches w_edge past the eroded mask; w_edge <= sqrt(warped area) / 20
-            margin = [int(math.sqrt(size * size * sc) // 20) + 2 * upscale + 4 for sc in scale]
-        else:
-            margin = [2] * n
-        boxes = _roi_boxes(samplers, (h, w), size, margin)
-        origins, rh, rw = _common_origins(boxes, (h, w))
-        sx, sy = _source_coords(samplers, origins, rh, rw, device, fixed_point=False)
-        inv_face = _warp_lerp(face_t, sx, sy)
-        if integer:
-            inv_face = torch.round(inv_face).clamp_(0, 255)
-        if masks is None:
-            erosion, soft = _box_soft_masks(_warp_ones(sx, sy, size), upscale)
-            pasted = erosion * inv_face
-        else:
-            mdt = _float_dtype(device)
-            m = masks if isinstance(masks, torch.Tensor) else torch.from_numpy(np.asarray(masks))
-            m = m.to(device=device, dtype=mdt).reshape(n, 1, size, size)
-            mx, my = _source_coords(samplers, origins, rh, rw, device, fixed_point=True)
-            soft = _warp(m, _grid(mx, my, size, mdt)).to(wdt)
-            pasted = inv_face.to(wdt)
-        for i in range(n):  # later faces overwrite earlier ones, as in facexlib
-            ox, oy = int(origins[i, 0]), int(origins[i, 1])
-            roi = out[:, oy : oy + rh, ox : ox + rw]
-            out[:, oy : oy + rh, ox : ox + rw] = soft[i] * pasted[i] + (1 - soft[i]) * roi
+    if n == 0:
+        return result_t if is_tensor else result_np
+    face_t, integer = _as_chw_batch(faces, device)
+    if face_t.shape[0] != n or face_t.shape[1] != 3 or face_t.shape[2] != face_t.shape[3]:
+        raise ValueError(f"faces {tuple(face_t.shape)} do not match {n} affines")
+    size = int(face_t.shape[-1])
+    # facexlib hands cv2.warpAffine the crop -> image matrix, which OpenCV inverts again: do the same.
+    samplers = np.stack([invert_affine(paste_affine(a, upscale)) for a in aff])
+    if masks is None:
+        scale = np.array([abs(np.linalg.det(invert_affine(s)[:, :2])) for s in samplers])
+        # the blur reaches w_edge past the eroded mask; w_edge <= sqrt(warped area) / 20
+        margin = [int(math.sqrt(size * size * sc) // 20) + 2 * upscale + 4 for sc in scale]
+    else:
+        margin = [2] * n
+    boxes = _roi_boxes(samplers, (h, w), size, margin)
+    origins, rh, rw = _common_origins(boxes, (h, w))
+    sx, sy = _source_coords(samplers, origins, rh, rw, device, fixed_point=False)
+    inv_face = _warp_lerp(face_t, sx, sy)
+    if integer:
+        inv_face = torch.round(inv_face).clamp_(0, 255)
+    if masks is None:
+        erosion, soft = _box_soft_masks(_warp_ones(sx, sy, size), upscale)
+        pasted = erosion * inv_face
+    else:
+        mdt = _float_dtype(device)
+        m = masks if isinstance(masks, torch.Tensor) else torch.from_numpy(np.asarray(masks))
+        m = m.to(device=device, dtype=mdt).reshape(n, 1, size, size)
+        mx, my = _source_coords(samplers, origins, rh, rw, device, fixed_point=True)
+        soft = _warp(m, _grid(mx, my, size, mdt)).to(wdt)
+        pasted = inv_face.to(wdt)
+
+    # Only the union of the faces' regions is converted to float, blended and written back.
+    ux0, uy0 = int(origins[:, 0].min()), int(origins[:, 1].min())
+    ux1, uy1 = int(origins[:, 0].max()) + rw, int(origins[:, 1].max()) + rh
+    if is_tensor:
+        work = result_t[:, uy0:uy1, ux0:ux1].to(wdt)
+    else:
+        region = np.ascontiguousarray(result_np[uy0:uy1, ux0:ux1])
+        work = torch.from_numpy(region).to(device).permute(2, 0, 1).to(wdt)
+    for i in range(n):  # later faces overwrite earlier ones, as in facexlib
+        ox, oy = int(origins[i, 0]) - ux0, int(origins[i, 1]) - uy0
+        roi = work[:, oy : oy + rh, ox : ox + rw]
+        work[:, oy : oy + rh, ox : ox + rw] = soft[i] * pasted[i] + (1 - soft[i]) * roi
 
     if is_tensor:
-        return out.to(frame.dtype) if frame.is_floating_point() else out.floor().clamp(0, 255).to(frame.dtype)
-    res = out.clamp_(0, 255).floor_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(res)
+        if not result_t.is_floating_point():  # integer frames truncate, as facexlib's astype(uint8)
+            work = work.floor_().clamp_(0, 255)
+        result_t[:, uy0:uy1, ux0:ux1] = work.to(result_t.dtype)
+        return result_t
+    result_np[uy0:uy1, ux0:ux1] = work.clamp_(0, 255).floor_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return result_np

@@ -192,7 +192,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise DeviceError(f"unknown device {device!r}: {exc}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but this machine has no usable CUDA device; use --device cpu")
+            raise DeviceError(
+                f"device {device!r} requested but this machine has no usable CUDA device; use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):

@@ -114,7 +114,9 @@ class FaceParser:
             if crops.ndim == 3:
                 crops = crops[None]
             if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-                raise ValueError(f"crops array has shape {crops.shape}, dtype {crops.dtype}; expected (N,H,W,3) uint8 RGB")
+                raise ValueError(
+                    f"crops array has shape {crops.shape}, dtype {crops.dtype}; expected (N,H,W,3) uint8 RGB"
+                )
             t = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2)
             return t.float() / 255.0
         if not isinstance(crops, torch.Tensor):

@@ -123,6 +123,8 @@ class TrackerOptions:
     coast: int = 1
     lag: int = 6
     causal: bool = False
+    motion: str = "velocity"
+    jerk_noise: float = 0.0015
 
     def __post_init__(self) -> None:
         if self.measurement_noise <= 0 or self.process_noise <= 0 or self.initial_velocity <= 0:
@@ -131,6 +133,8 @@ class TrackerOptions:
             raise ValueError("TrackerOptions: min_hits must be >= 1")
         if self.max_misses < 0 or self.max_age < 1 or self.coast < 0 or self.lag < 0:
             raise ValueError("TrackerOptions: max_misses, coast and lag must be >= 0, max_age >= 1")
+        if self.motion not in ("velocity", "acceleration") or self.jerk_noise <= 0:
+            raise ValueError("TrackerOptions: motion must be 'velocity' or 'acceleration', jerk_noise > 0")
         if not 0.0 <= self.iou_gate <= 1.0 or self.landmark_gate <= 0:
             raise ValueError("TrackerOptions: iou_gate must be in [0, 1], landmark_gate > 0")
 
@@ -140,6 +144,35 @@ class TrackerOptions:
 
 
 # --------------------------------------------------------------------------------------------- maths
+
+
+def _order(opts: TrackerOptions) -> int:
+    return 3 if opts.motion == "acceleration" else 2
+
+
+def motion_matrices(size: float, opts: TrackerOptions, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, Q)`` of the chosen motion model (``opts.motion``) over ``steps`` frames."""
+    if opts.motion != "acceleration":
+        return constant_velocity_matrices(size, opts, steps)
+    return constant_acceleration_matrices(size, opts, steps)
+
+
+def constant_acceleration_matrices(size: float, opts: TrackerOptions, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, Q)`` of the 30-state constant-acceleration model (positions, velocities, accelerations).
+
+    ``Q`` is the continuous white-jerk covariance ``q² [[dt⁵/20, dt⁴/8, dt³/6], [dt⁴/8, dt³/3, dt²/2],
+    [dt³/6, dt²/2, dt]]`` per coordinate, with ``q = jerk_noise * size``. On curved paths it follows the
+    curvature that a constant-velocity model smooths away as lag.
+    """
+    dt = float(steps)
+    eye = np.eye(_NDIM)
+    zero = np.zeros_like(eye)
+    f = np.block([[eye, dt * eye, 0.5 * dt * dt * eye], [zero, eye, dt * eye], [zero, zero, eye]])
+    q = (opts.jerk_noise * size) ** 2
+    q3 = q * np.array(
+        [[dt**5 / 20, dt**4 / 8, dt**3 / 6], [dt**4 / 8, dt**3 / 3, dt**2 / 2], [dt**3 / 6, dt**2 / 2, dt]]
+    )
+    return f, np.kron(q3, eye)
 
 
 def constant_velocity_matrices(size: float, opts: TrackerOptions, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -352,7 +385,7 @@ class FaceTracker:
         opts = self.options
 
         for t in self._tracks:
-            t.step = constant_velocity_matrices(t.size, opts, steps)
+            t.step = motion_matrices(t.size, opts, steps)
             t.kf.predict(F=t.step[0], Q=t.step[1])
             t.last_frame = frame_index
 
@@ -442,14 +475,18 @@ class FaceTracker:
     def _new_track(self, det: Face, frame_index: int) -> _Track:
         opts = self.options
         size = max(det.size, 1.0)
-        kf = KalmanFilter(dim_x=2 * _NDIM, dim_z=_NDIM)
-        kf.H = np.hstack([np.eye(_NDIM), np.zeros((_NDIM, _NDIM))])
+        order = _order(opts)
+        kf = KalmanFilter(dim_x=order * _NDIM, dim_z=_NDIM)
+        kf.H = np.hstack([np.eye(_NDIM)] + [np.zeros((_NDIM, _NDIM))] * (order - 1))
         kf.R = np.eye(_NDIM) * (opts.measurement_noise * size) ** 2
-        kf.F, kf.Q = constant_velocity_matrices(size, opts)
-        kf.x = np.concatenate([det.landmarks.astype(np.float64).reshape(_NDIM), np.zeros(_NDIM)])
+        kf.F, kf.Q = motion_matrices(size, opts)
+        kf.x = np.concatenate([det.landmarks.astype(np.float64).reshape(_NDIM)] + [np.zeros(_NDIM)] * (order - 1))
         pos_var = (opts.measurement_noise * size) ** 2
         vel_var = (opts.initial_velocity * size) ** 2
-        kf.P = np.diag(np.concatenate([np.full(_NDIM, pos_var), np.full(_NDIM, vel_var)]))
+        acc_var = (opts.initial_velocity * size / 4) ** 2
+        kf.P = np.diag(np.concatenate(
+            [np.full(_NDIM, pos_var), np.full(_NDIM, vel_var)] + [np.full(_NDIM, acc_var)] * (order - 2)
+        ))
         t = _Track(
             kf=kf,
             size=size,
@@ -465,7 +502,7 @@ class FaceTracker:
         return t
 
     def _record(self, t: _Track, frame_index: int, hit: bool, miss: bool) -> None:
-        f, q = t.step if t.step is not None else constant_velocity_matrices(t.size, self.options)
+        f, q = t.step if t.step is not None else motion_matrices(t.size, self.options)
         t.history.append(
             _Record(frame_index, t.kf.x.copy(), t.kf.P.copy(), f, q, hit, miss, t.misses, t.box_rel.copy(), t.score)
         )

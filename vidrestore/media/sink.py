@@ -85,6 +85,10 @@ class VideoSink:
     """Write frames to ``path`` (normally a temporary name) in container ``fmt``.
 
     ``notice`` receives one-line messages about streams that could not be copied as they are.
+    ``copy_streams=False`` writes the video alone (a segment of a longer job). ``video_template``, an input
+    video stream of already-encoded packets, replaces the encoder: the video is then remuxed packet for packet
+    with :meth:`write_packet` (joining segments), shown with ``rotation``, and the other streams are copied
+    around it as usual.
     """
 
     def __init__(
@@ -95,6 +99,10 @@ class VideoSink:
         notice: Callable[[str], None] = lambda _m: None,
         size: tuple[int, int] | None = None,
         sar: Fraction | None = None,
+        *,
+        copy_streams: bool = True,
+        video_template=None,
+        rotation: int = 0,
     ) -> None:
         self.path = Path(path)
         self.info = info
@@ -111,6 +119,9 @@ class VideoSink:
         self._video = None
         self._started = False
         self.frames_written = 0
+        self._copy_streams = copy_streams
+        self._template = video_template
+        self._rotation = rotation
 
     # -- set-up -------------------------------------------------------------------------------------------
     def __enter__(self) -> "VideoSink":
@@ -118,6 +129,10 @@ class VideoSink:
             self._out = av.open(str(self.path), mode="w", format=self.fmt)
         except (av.FFmpegError, OSError) as exc:
             raise MediaError(f"{self.path}: cannot create the output file ({exc})") from None
+        if not self._copy_streams:
+            self._video = self._add_video()
+            self._aux_iter = iter(())
+            return self
         self._aux_in = open_input(self.info.path)
         for stream in self._aux_in.streams:
             if stream.index == self.info.video.index:
@@ -134,6 +149,11 @@ class VideoSink:
             self.abort()
 
     def _add_video(self):
+        if self._template is not None:
+            stream = self._out.add_stream_from_template(self._template)
+            if self._rotation:
+                stream.set_display_rotation(self._rotation)
+            return stream
         opts = self.options
         codec = CODECS[opts.codec]
         if codec not in self._out.supported_codecs and opts.codec != "h265":
@@ -249,6 +269,17 @@ class VideoSink:
         self.frames_written += 1
         self._pump(frame.time + _INTERLEAVE_S)
 
+    def write_packet(self, packet) -> None:
+        """Mux one encoded video packet (``video_template`` mode) at its own timestamps."""
+        if packet.size == 0 or packet.pts is None and packet.dts is None:
+            return
+        ts = packet.pts if packet.pts is not None else packet.dts
+        seconds = float(ts * packet.time_base)
+        packet.stream = self._video
+        self._out.mux(packet)
+        self.frames_written += 1
+        self._pump(seconds + _INTERLEAVE_S)
+
     def _mux_video(self, packets) -> None:
         for packet in packets:
             self._out.mux(packet)
@@ -301,7 +332,8 @@ class VideoSink:
         if self._out is None:
             return
         try:
-            self._mux_video(self._video.encode(None))
+            if self._template is None:
+                self._mux_video(self._video.encode(None))
             self._pump(None)
             for aux in self._aux.values():
                 if aux.mode == "aac":

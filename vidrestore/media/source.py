@@ -66,12 +66,21 @@ class VideoSource:
     """Decode the first video stream of a probed file as a stream of ``Frame``.
 
     Use as a context manager; iterate ``frames()`` once.
+
+    ``start_pts`` / ``end_pts`` (video time-base units) restrict the output to the frames with
+    ``start_pts <= pts < end_pts``: decoding starts at the keyframe before ``start_pts`` (earlier if the
+    demuxer's seek lands late) and the frames before it are decoded and dropped, so a range begins exactly
+    where asked. Frame indices then count from the first frame of the range.
     """
 
-    def __init__(self, info: MediaInfo, threads: int = 0) -> None:
+    def __init__(
+        self, info: MediaInfo, threads: int = 0, start_pts: int | None = None, end_pts: int | None = None
+    ) -> None:
         self.info = info
         self.stats = DecodeStats()
         self._threads = threads
+        self._start = start_pts
+        self._end = end_pts
         self._container: av.container.InputContainer | None = None
 
     def __enter__(self) -> "VideoSource":
@@ -106,6 +115,31 @@ class VideoSource:
             except av.FFmpegError:
                 pass
 
+    def _seek_decode(self, stream, start: int) -> Iterator[av.VideoFrame]:
+        """Decode from the keyframe at or before ``start``; step further back when a seek overshoots."""
+        assert self._container is not None
+        tb = self.info.video.time_base
+        begin = stream.start_time if stream.start_time is not None else 0
+        for back_s in (0, 5, 60, None):
+            target = begin if back_s is None else start - int(back_s / tb)
+            if target <= begin:
+                target, back_s = begin, None
+            try:
+                self._container.seek(target, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                if back_s is not None:
+                    continue
+                self._container.seek(0)  # unseekable by timestamp: from the very start
+            frames = self._decode(stream)
+            first = next(frames, None)
+            if first is None:
+                return
+            if back_s is None or first.pts is None or first.pts <= start:
+                yield first
+                yield from frames
+                return
+            frames.close()
+
     def frames(self) -> Iterator[Frame]:
         assert self._container is not None, "use VideoSource as a context manager"
         stream = self._container.streams[self.info.video.index]
@@ -118,7 +152,12 @@ class VideoSource:
         last_pts: int | None = None
         last_end = 0.0
         index = 0
-        for vf in self._decode(stream):
+        decoded = self._decode(stream) if self._start is None else self._seek_decode(stream, self._start)
+        for vf in decoded:
+            if self._start is not None and vf.pts is not None and vf.pts < self._start:
+                continue
+            if self._end is not None and vf.pts is not None and vf.pts >= self._end:
+                break
             if vf.is_corrupt:
                 self.stats.skipped_packets += 1
             pts = vf.pts
@@ -148,7 +187,7 @@ class VideoSource:
             index += 1
             self.stats.frames = index
             last_end = float((pts + (duration or step)) * time_base)
-        if index and self._ends_early(last_end):
+        if index and self._start is None and self._end is None and self._ends_early(last_end):
             self.stats.truncated = True
 
     def _ends_early(self, last_end: float) -> bool:

@@ -78,8 +78,10 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
             # sum over (c_in, k, k) of (W * s)^2 = (s^2) @ sum_k(W^2)^T
-            w2 = weight.float().pow(2).sum(dim=(2, 3))  # (c_out, c_in)
-            demod = torch.rsqrt(s.float().pow(2) @ w2.t() + self.eps)  # (b, c_out)
+            # in float32 even under autocast: this is a 4608-term sum of small squares
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                w2 = weight.float().pow(2).sum(dim=(2, 3))  # (c_out, c_in)
+                demod = torch.rsqrt(s.float().pow(2) @ w2.t() + self.eps)  # (b, c_out)
             out = out * demod[:, :, None, None].to(out.dtype)
         return out
 

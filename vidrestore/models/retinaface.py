@@ -63,7 +63,9 @@ RETINAFACE_CONFIGS: dict[str, RetinaFaceConfig] = {
 # Building blocks. Sequential indices matter: they are the checkpoint's key names.
 
 
-def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, slope: float | None = 0.0, groups: int = 1) -> list[nn.Module]:
+def _conv_bn(
+    cin: int, cout: int, k: int = 3, stride: int = 1, slope: float | None = 0.0, groups: int = 1
+) -> list[nn.Module]:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, k, stride, padding=k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -207,7 +209,9 @@ class _Head(nn.Module):
 
 
 class RetinaFace(nn.Module):
-    """RetinaFace in facexlib's layout. ``forward`` returns ``(loc (N,P,4), conf (N,P,2) softmaxed, landmarks (N,P,10))``.
+    """RetinaFace in facexlib's layout.
+
+    ``forward`` returns ``(loc (N,P,4), conf (N,P,2) softmaxed, landmarks (N,P,10))``.
 
     Rows run level by level (stride 8, 16, 32), then row-major over the feature map, then anchor (small, large):
     the order of :func:`prior_boxes`.
@@ -289,7 +293,9 @@ def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variance: tuple[float,
     return torch.cat([x1y1, x1y1 + size], dim=-1)
 
 
-def decode_landmarks(pre: torch.Tensor, priors: torch.Tensor, variance: tuple[float, float] = (0.1, 0.2)) -> torch.Tensor:
+def decode_landmarks(
+    pre: torch.Tensor, priors: torch.Tensor, variance: tuple[float, float] = (0.1, 0.2)
+) -> torch.Tensor:
     """Five normalised landmark points ``(..., P, 10)`` from the landmark regression ``pre``."""
     pts = pre.reshape(*pre.shape[:-1], 5, 2)
     out = priors[..., None, :2] + pts * variance[0] * priors[..., None, 2:]

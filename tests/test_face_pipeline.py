@@ -1,0 +1,268 @@
+"""The tracked face pipeline in the stream, on a clip of a real portrait moving on a known path.
+
+A scripted detector returns the true landmarks plus noise; a marker restorer paints a dot at the FFHQ
+template's nose in the aligned crop, so the dot's centroid in the output frame is where the pipeline
+pasted the face.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+import vidrestore
+from media import Audio, decoded_frames, stream_digests, video_timestamps
+from vidrestore.faces.align import FFHQ_TEMPLATE_512, estimate_affine, invert_affine
+from vidrestore.faces.detect import ScriptedDetector
+from vidrestore.faces.face import Face
+from vidrestore.restore import IdentityRestorer
+
+W, H, N = 320, 240, 48
+SCALE = 0.5  # the 512×512 astronaut is drawn at 256×256
+NOSE = np.array(FFHQ_TEMPLATE_512[2], dtype=np.float64)
+MARK = np.array([255, 0, 255], dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    skimage = pytest.importorskip("skimage")
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def true_landmarks(shared_ref: Path) -> np.ndarray:
+    """The astronaut's 5 landmarks in the 512 image (the facexlib reference's)."""
+    return np.load(shared_ref / "facexlib" / "align_landmarks5_astronaut.npy").astype(np.float64)
+
+
+def path_offset(t: int) -> np.ndarray:
+    """A known path: a sinusoid with at most ~6.3 px/frame (0.66 px/frame²), as in DESIGN.md's simulation."""
+    return np.array([70 + 60 * np.sin(2 * np.pi * t / 60), 5 + 8 * np.cos(2 * np.pi * t / 48)])
+
+
+def render(astronaut: np.ndarray, offset: np.ndarray, width: int = W, height: int = H) -> np.ndarray:
+    m = np.array([[SCALE, 0, offset[0]], [0, SCALE, offset[1]]], dtype=np.float64)
+    canvas = np.full((height, width, 3), 40, np.uint8)
+    return cv2.warpAffine(astronaut, m, (width, height), dst=canvas, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 24, audio: bool = True) -> Path:
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
+        v.codec_context.options = {"crf": "0", "preset": "ultrafast"}
+        a = out.add_stream("aac", rate=16000, layout="mono") if audio else None
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            f.time_base = Fraction(1, fps)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            n = int(16000 * len(frames) / fps)
+            tone = (0.2 * np.sin(2 * np.pi * 330 * np.arange(n) / 16000) * 32767).astype(np.int16)[None]
+            af = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+            af.sample_rate, af.pts = 16000, 0
+            for p in [*a.encode(af), *a.encode()]:
+                out.mux(p)
+    return path
+
+
+def face_at(landmarks: np.ndarray, score: float = 0.99) -> Face:
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    pad = (hi - lo) * 0.6
+    return Face(box=np.r_[lo - pad, hi + pad], landmarks=landmarks, score=score)
+
+
+class MarkerRestorer:
+    """Paints a dot at the template's nose: where it lands in the output is where the face was pasted."""
+
+    def restore(self, faces: np.ndarray) -> np.ndarray:
+        out = faces.copy()
+        for f in out:
+            cv2.circle(f, (int(round(NOSE[0])), int(round(NOSE[1]))), 28, MARK.tolist(), -1, lineType=cv2.LINE_AA)
+        return out
+
+
+class InvertRestorer:
+    """A per-face transform that is not the identity, to check batching and order."""
+
+    def restore(self, faces: np.ndarray) -> np.ndarray:
+        return 255 - faces
+
+
+def mark_centroid(frame: np.ndarray, near: np.ndarray, radius: int = 20) -> np.ndarray:
+    x0, y0 = int(near[0]) - radius, int(near[1]) - radius
+    win = frame[max(y0, 0) : y0 + 2 * radius, max(x0, 0) : x0 + 2 * radius].astype(np.float64)
+    # magenta-ness: high red and blue, low green
+    w = np.clip((np.minimum(win[..., 0], win[..., 2]) - win[..., 1]) / 255.0, 0, None) ** 2
+    ys, xs = np.mgrid[0 : win.shape[0], 0 : win.shape[1]]
+    return np.array([(w * xs).sum() / w.sum() + max(x0, 0), (w * ys).sum() / w.sum() + max(y0, 0)])
+
+
+def nose_of(landmarks: np.ndarray) -> np.ndarray:
+    """Where the template's nose lands in the frame for these landmarks."""
+    inv = invert_affine(estimate_affine(landmarks))
+    return inv @ np.r_[NOSE, 1.0]
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory, astronaut, true_landmarks):
+    d = tmp_path_factory.mktemp("faces")
+    truth = [true_landmarks * SCALE + path_offset(t) for t in range(N)]
+    frames = [render(astronaut, path_offset(t)) for t in range(N)]
+    rng = np.random.default_rng(3)
+    raw = [lm + rng.normal(0, 2.0, lm.shape) for lm in truth]
+    return write_clip(d / "astronaut.mp4", frames), truth, raw
+
+
+def restore(src, dst, **kw):
+    kw.setdefault("parse", False)
+    return vidrestore.restore_video(src, dst, **kw)
+
+
+def test_pasted_face_follows_the_true_path_with_less_jitter(moving_clip, tmp_path):
+    src, truth, raw = moving_clip
+    detector = ScriptedDetector([[face_at(lm)] for lm in raw])
+    out = tmp_path / "out.mp4"
+    stats = restore(src, out, restorer=MarkerRestorer(), detector=detector, temporal=False)
+    assert stats.frames == N and stats.tracks == 1 and stats.faces >= N - 2
+    frames = decoded_frames(out)
+    true_pos = [nose_of(lm) for lm in truth]  # the dot's place if alignment used the true landmarks
+    raw_pos = [nose_of(lm) for lm in raw]
+    got = np.array([mark_centroid(f, p) for f, p in zip(frames, true_pos)])
+    err_out = got - np.array(true_pos)
+    err_raw = np.array(raw_pos) - np.array(true_pos)
+    jitter_out = np.linalg.norm(np.diff(err_out, axis=0), axis=1).mean()
+    jitter_raw = np.linalg.norm(np.diff(err_raw, axis=0), axis=1).mean()
+    offset = np.linalg.norm(err_out, axis=1).mean()
+    assert jitter_out <= 0.25 * jitter_raw, (jitter_out, jitter_raw)
+    assert offset <= 2.0, offset
+    # the audio track went through untouched
+    assert stream_digests(out) == stream_digests(src)
+    assert video_timestamps(out)[0] == video_timestamps(src)[0]
+
+
+def test_identity_restorer_adds_no_flicker_and_reports(moving_clip, tmp_path):
+    src, truth, raw = moving_clip
+    detector = ScriptedDetector([[face_at(lm)] for lm in raw])
+    report = tmp_path / "report.json"
+    stats = restore(src, tmp_path / "out.mp4", restorer=IdentityRestorer(), detector=detector, report=str(report))
+    doc = json.loads(report.read_text())
+    (track,) = doc["tracks"].values()
+    assert track["frames"] >= N - 2
+    assert track["jitter_smoothed_px"] < 0.5 * track["jitter_raw_px"]
+    assert track["temporal_diff_output"] <= 1.1 * track["temporal_diff_input"]
+    assert doc["frames"] == N and stats.report == {k: v for k, v in doc.items() if k in stats.report}
+
+
+def test_output_is_bit_identical_across_batch_sizes(moving_clip, tmp_path):
+    src, truth, raw = moving_clip
+    results = []
+    for batch in (1, 3, 8):
+        out = tmp_path / f"b{batch}.mkv"
+        detector = ScriptedDetector([[face_at(lm)] for lm in raw])
+        restore(src, out, restorer=InvertRestorer(), detector=detector, batch_size=batch, codec="ffv1")
+        results.append(decoded_frames(out))
+    assert all(np.array_equal(a, b) for a, b in zip(results[0], results[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(results[0], results[2]))
+    # and the faces really were restored (inverted), not passed through
+    original = decoded_frames(src)
+    centre = nose_of(truth[10]).astype(int)
+    assert abs(int(results[0][10][centre[1], centre[0]].mean()) - (255 - int(original[10][centre[1], centre[0]].mean()))) < 40
+
+
+def test_strength_zero_leaves_the_frame_untouched(moving_clip, tmp_path):
+    src, truth, raw = moving_clip
+    detector = ScriptedDetector([[face_at(lm)] for lm in raw])
+    out = tmp_path / "s0.mkv"
+    restore(src, out, restorer=InvertRestorer(), detector=detector, strength=0.0, codec="ffv1")
+    # the input is lossless 4:4:4 and the output FFV1: with S=0 the pixels are the input's exactly
+    plain = tmp_path / "plain.mkv"
+    vidrestore.restore_video(src, plain, model="none", codec="ffv1")
+    assert all(np.array_equal(a, b) for a, b in zip(decoded_frames(out), decoded_frames(plain)))
+
+
+def test_two_crossing_faces_keep_their_ids(astronaut, true_landmarks, tmp_path):
+    n = 40
+    frames, script, truth = [], [], []
+    for t in range(n):
+        a = np.array([20 + 4.5 * t, 0.0])  # moves right
+        b = np.array([200 - 4.5 * t, 20.0])  # moves left; they cross mid-clip
+        img = np.full((H, 400, 3), 40, np.uint8)
+        for off in (a, b):
+            m = np.array([[0.35, 0, off[0]], [0, 0.35, off[1]]])
+            img = cv2.warpAffine(astronaut, m, (400, H), dst=img, borderMode=cv2.BORDER_TRANSPARENT)
+        frames.append(img)
+        la, lb = true_landmarks * 0.35 + a, true_landmarks * 0.35 + b
+        script.append([face_at(la), face_at(lb)][:: 1 if t % 2 else -1])  # detection order shuffles
+        truth.append((la, lb))
+    src = write_clip(tmp_path / "two.mp4", frames, audio=False)
+    seen: dict[int, list[float]] = {}
+
+    def spy(stream):
+        for frame in stream:
+            yield frame
+
+    stats = vidrestore.restore_video(src, tmp_path / "two_out.mp4", restorer=IdentityRestorer(),
+                                     detector=ScriptedDetector(script), parse=False)
+    stage = stats.stage
+    assert stats.tracks == 2
+    # follow the tracks through the report's smoothed landmarks: each id moves one way only
+    for tid, t in stage.report.tracks.items():
+        xs = [lm[:, 0].mean() for lm in t.smooth]
+        steps = np.sign(np.diff(xs))
+        assert abs(steps.sum()) >= len(steps) - 2, (tid, xs)
+        seen[tid] = xs
+    directions = sorted(np.sign(v[-1] - v[0]) for v in seen.values())
+    assert directions == [-1, 1]
+
+
+def test_scene_cut_resets_tracks(astronaut, true_landmarks, tmp_path):
+    n = 30
+    frames, script = [], []
+    flipped = astronaut[:, ::-1].copy()
+    for t in range(n):
+        off = np.array([40.0 + t, 10.0])
+        img = render(astronaut if t < 15 else flipped[::-1].copy(), off)
+        frames.append(img)
+        lm = true_landmarks * SCALE + off
+        script.append([face_at(lm)])
+    src = write_clip(tmp_path / "cut.mp4", frames, audio=False)
+    stats = vidrestore.restore_video(src, tmp_path / "cut_out.mp4", restorer=IdentityRestorer(),
+                                     detector=ScriptedDetector(script), parse=False)
+    assert stats.report["scene_cuts"] == 1
+    assert stats.tracks == 2  # the same face position after the cut gets a new track
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_synthetic_gfpgan_checkpoint(synthetic_gfpgan, astronaut, true_landmarks, tmp_path):
+    frames, script = [], []
+    for t in range(3):
+        off = np.array([10.0 + 2 * t, 0.0])
+        frames.append(render(astronaut, off, 200, 150))
+        script.append([face_at(true_landmarks * SCALE + off)])
+    src = write_clip(tmp_path / "tiny.mp4", frames)
+    out = tmp_path / "tiny_out.mkv"
+    stats = vidrestore.restore_video(src, out, model=str(synthetic_gfpgan), detector=ScriptedDetector(script),
+                                     parse=False, device="cpu", batch_size=2, codec="ffv1")
+    assert stats.frames == 3 and stats.faces == 3
+    plain = tmp_path / "plain.mkv"
+    vidrestore.restore_video(src, plain, model="none", codec="ffv1")
+    a, b = decoded_frames(plain), decoded_frames(out)
+    centre = nose_of(true_landmarks * SCALE + np.array([10.0, 0.0])).astype(int)
+    region = (slice(centre[1] - 10, centre[1] + 10), slice(centre[0] - 10, centre[0] + 10))
+    assert np.abs(a[0][region].astype(int) - b[0][region].astype(int)).mean() > 5  # the face changed
+    far = (slice(0, 10), slice(190, 200))
+    assert np.array_equal(a[0][far], b[0][far])  # the background did not
+    assert stream_digests(out) == stream_digests(src)
