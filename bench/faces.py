@@ -148,6 +148,7 @@ def bench_detection(args: argparse.Namespace) -> list[Row]:
                         base_ms = ms
                     rows.append(Row("detect", f"{backbone} {w}x{h}", batch, n, ms, base_ms / ms,
                                     f"{found / n:.1f} faces/frame"))
+                    print(f"  detect {backbone} {w}x{h} batch {batch}: {ms:.1f} ms/frame", file=sys.stderr, flush=True)
                     del det
     return rows
 

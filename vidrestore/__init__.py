@@ -1,9 +1,13 @@
 """vidrestore: restore old videos and live webcam streams.
 
-The public API is what ``__all__`` lists; everything else is private and may change.
+The public API is what ``__all__`` lists; everything else is private and may change. The model entry points
+(``load_restorer``, ``load_detector``, ``align_face``) are imported on first use, so ``import vidrestore``
+and the command line start without loading torch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -18,6 +22,28 @@ __all__ = [
     "RestoreStats",
     "VidrestoreError",
     "__version__",
+    "align_face",
     "errors",
+    "load_detector",
+    "load_restorer",
     "restore_video",
 ]
+
+_LAZY = {
+    "load_restorer": ("vidrestore.restore", "load_restorer"),
+    "load_detector": ("vidrestore.faces.detect", "load_detector"),
+    "align_face": ("vidrestore.faces.align", "align_face"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'vidrestore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

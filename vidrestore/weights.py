@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
 import os
 import sys
 import time
@@ -575,6 +576,8 @@ def _attempt(
         raise WeightsError(f"HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, socket.gaierror):  # no name resolution: offline, retrying will not help
+            raise WeightsError(f"no network ({reason.strerror or reason})") from e
         raise _Retryable(str(reason) or type(e).__name__) from e
     with resp:
         status = resp.status
