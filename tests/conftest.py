@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,3 +32,15 @@ def synthetic_gfpgan(shared_ref: Path, tmp_path_factory: pytest.TempPathFactory)
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    skimage = pytest.importorskip("skimage")
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def true_landmarks(shared_ref: Path) -> np.ndarray:
+    """The astronaut's 5 landmarks in the 512 image (the facexlib reference's)."""
+    return np.load(shared_ref / "facexlib" / "align_landmarks5_astronaut.npy").astype(np.float64)

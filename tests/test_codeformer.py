@@ -289,3 +289,39 @@ def test_name_resolves_through_the_registry(
     assert asked == [("codeformer.pth", tmp_path)]
     assert isinstance(r, CodeFormerRestorer)
     assert (r.name, r.fidelity, r.batch_size, str(r.device)) == ("codeformer", 0.7, 3, "cpu")
+
+
+# --- reduced precision ------------------------------------------------------------------------------------------
+
+
+def test_autocast_runs_with_mixed_dtypes() -> None:
+    """A tiny CodeFormer (64 px, random init) under CPU bf16 autocast: the mixed float32 (codebook, AdaIN,
+    norms) and low-precision (convs, attention) tensors must combine without dtype errors, as under CUDA
+    autocast. Values are not compared: with random weights the argmax codes flip freely."""
+    torch.manual_seed(0)
+    model = CodeFormer(
+        dim_embd=64, n_layers=1, codebook_size=64, latent_size=4, img_size=64, nf=32, emb_dim=64,
+        connect_list=("8", "16", "32"),
+    ).eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        enc = model.encode(x)
+        out = model.decode(enc, 0.5)
+    assert out.shape == x.shape and torch.isfinite(out.float()).all()
+    assert enc.codes.dtype == torch.int64
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_precisions(cf_ckpt: Path, cf_ref: Path) -> None:
+    x = torch.from_numpy(np.load(cf_ref / "ref_input.npy")).cuda()
+    ref = torch.from_numpy(np.load(cf_ref / "ref_output_w0.5.npy")).clamp(-1, 1)
+    fp32 = load_face_restorer(cf_ckpt, device="cuda", precision="fp32", arch="codeformer")
+    out = fp32.restore_tensor(x).cpu()
+    # cuDNN may use TF32 for convolutions (README: loosen to ~1e-2); a flipped near-tie code is local
+    assert (out - ref).abs().mean().item() < 2e-3
+    for precision in ("fp16", "bf16"):
+        r = CodeFormerRestorer(fp32.model, fp32.name, fp32.device, precision=precision, fidelity=0.5)
+        low = r.restore_tensor(x).cpu()
+        assert torch.isfinite(low).all()
+        assert (low - ref).abs().mean().item() < 0.03

@@ -30,18 +30,6 @@ NOSE = np.array(FFHQ_TEMPLATE_512[2], dtype=np.float64)
 MARK = np.array([255, 0, 255], dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    skimage = pytest.importorskip("skimage")
-    return skimage.data.astronaut()
-
-
-@pytest.fixture(scope="module")
-def true_landmarks(shared_ref: Path) -> np.ndarray:
-    """The astronaut's 5 landmarks in the 512 image (the facexlib reference's)."""
-    return np.load(shared_ref / "facexlib" / "align_landmarks5_astronaut.npy").astype(np.float64)
-
-
 def path_offset(t: int) -> np.ndarray:
     """A known path: a sinusoid with at most ~6.3 px/frame (0.66 px/frame²), as in DESIGN.md's simulation."""
     return np.array([70 + 60 * np.sin(2 * np.pi * t / 60), 5 + 8 * np.cos(2 * np.pi * t / 48)])

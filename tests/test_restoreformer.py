@@ -193,3 +193,33 @@ def test_right_keys_wrong_shapes(tmp_path: Path) -> None:
         load_face_restorer(bad, device="cpu")
     msg = _one_line(info.value)
     assert "not a RestoreFormer checkpoint" in msg and "has shape" in msg
+
+
+# --- reduced precision ------------------------------------------------------------------------------------------
+
+
+def test_autocast_runs_with_mixed_dtypes() -> None:
+    """A narrow RestoreFormer (random init) on 64 px under CPU bf16 autocast: float32 quantiser and norms mixed
+    with low-precision convs and attention must combine without dtype errors, as under CUDA autocast."""
+    torch.manual_seed(0)
+    model = RestoreFormer(n_embed=64, embed_dim=64, ch=32, z_channels=64).eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        enc = model.encode(x)
+        out = model.decode(enc)
+    assert enc.quant.dtype == torch.float32 and enc.indices.shape == (1, 4)
+    assert out.shape == x.shape and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_precisions(rf_ckpt: Path, ref_input: torch.Tensor, rf_ref: Path) -> None:
+    ref = torch.from_numpy(np.load(rf_ref / "ref_output_restoreformer.npy")).clamp(-1, 1)
+    fp32 = load_face_restorer(rf_ckpt, device="cuda", precision="fp32")
+    out = fp32.restore_tensor(ref_input.cuda()).cpu()
+    assert (out - ref).abs().mean().item() < 2e-3  # cuDNN TF32 convolutions; a flipped near-tie code is local
+    for precision in ("fp16", "bf16"):
+        r = RestoreFormerRestorer(fp32.model, fp32.name, fp32.device, precision=precision)
+        low = r.restore_tensor(ref_input.cuda()).cpu()
+        assert torch.isfinite(low).all()
+        assert (low - ref).abs().mean().item() < 0.03

@@ -36,8 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import MediaError, UsageError, VidrestoreError
 from .media.filters import DEINTERLACE_MODES, DENOISE_MODES, PROFILES, FilterOptions, plan_filters
-from .media.probe import MediaInfo, probe
-from .media.sink import CODECS
+from .media.probe import probe
 from .pipeline import RestoreOptions
 from .segments import FileJob, SegmentJob, SegmentResult, StageFactory, prepare_file, run_segment, write_atomic
 
@@ -562,7 +561,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
-    defaults = RestoreOptions()
+    from .cli_options import add_encode_arguments, add_face_arguments
     p = _Parser(
         prog=prog,
         description="Restore every video under a folder into a mirrored tree; rerun the same command to resume.",
@@ -573,25 +572,8 @@ def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder (created)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist and this batch did not make")
     p.add_argument("--retry-failed", action="store_true", help="try again the files an earlier run failed on")
-    enc = p.add_argument_group("encoding")
-    enc.add_argument("--codec", choices=sorted(CODECS), default=defaults.codec, help="video codec (default h264)")
-    enc.add_argument("--crf", type=int, help="quality for h264/h265, 0-51, lower is better (default 18 / 20)")
-    enc.add_argument("--preset", default=defaults.preset, help="x264/x265 speed preset (default medium)")
-    faces = p.add_argument_group("faces (as for a single file; see 'vidrestore --help')")
-    faces.add_argument("--model", default=defaults.model, metavar="NAME",
-                       help=f"face restorer or .pth file (default {defaults.model}); none: no face restoration")
-    faces.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    faces.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=defaults.precision)
-    faces.add_argument("--batch-size", type=int, default=defaults.batch_size, help="faces per restorer batch")
-    faces.add_argument("--detector", choices=("retinaface_resnet50", "retinaface_mobile0.25"), default=defaults.detector)
-    faces.add_argument("--detect-every", type=int, default=defaults.detect_every, metavar="K")
-    faces.add_argument("--only-center-face", action="store_true")
-    faces.add_argument("--min-face", type=float, default=defaults.min_face, metavar="PIXELS")
-    faces.add_argument("--no-parse", action="store_true")
-    faces.add_argument("--temporal", choices=("on", "off"), default="on" if defaults.temporal else "off")
-    faces.add_argument("--temporal-strength", type=float, default=defaults.temporal_strength, metavar="S")
-    faces.add_argument("--strength", type=float, default=defaults.strength, metavar="S")
-    faces.add_argument("--weights-dir", help="folder holding the model files (also: VIDRESTORE_WEIGHTS)")
+    add_encode_arguments(p)
+    add_face_arguments(p)
     clean = p.add_argument_group("clean-up before the faces")
     clean.add_argument("--profile", choices=PROFILES, default="none",
                        help="vhs: --deinterlace auto --denoise light (each can still be given)")
@@ -616,15 +598,11 @@ def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> BatchOptions:
+    from .cli_options import restore_options
+
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    restore = RestoreOptions(
-        model=args.model, codec=args.codec, crf=args.crf, preset=args.preset, overwrite=args.overwrite,
-        device=args.device, precision=args.precision, batch_size=args.batch_size, weights_dir=args.weights_dir,
-        detector=args.detector, detect_every=args.detect_every, only_center_face=args.only_center_face,
-        min_face=args.min_face, parse=not args.no_parse, temporal=args.temporal == "on",
-        temporal_strength=args.temporal_strength, strength=args.strength,
-    )
+    restore = restore_options(args)
     restore.encode_options()
     filters = FilterOptions.profile(
         args.profile, deinterlace=args.deinterlace, denoise=args.denoise, crop_bottom=args.crop_bottom

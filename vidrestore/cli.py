@@ -13,10 +13,9 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import VidrestoreError
-from .media.sink import CODECS
-from .pipeline import MODELS
+from .cli_options import add_encode_arguments, add_face_arguments, add_upscale_arguments, restore_options
 
-SUBCOMMANDS = ("weights", "batch")
+SUBCOMMANDS = ("weights", "batch", "still")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,41 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidrestore",
         description="Restore an old video: faces tracked and restored, audio and subtitles kept.",
         epilog="Other commands: 'vidrestore batch IN_DIR -o OUT_DIR' (folders, VHS profile, resume), "
+        "'vidrestore still VIDEO --at TIME -o cmp.png' (before/after of one frame), "
         "'vidrestore weights {list,fetch,verify}'. Run one with --help for its options.",
     )
     p.add_argument("input", type=Path, help="the video file to restore (never modified)")
     p.add_argument("-o", "--output", type=Path, help="output file (default: <stem>_restored.<ext> beside the input)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-    enc = p.add_argument_group("encoding")
-    enc.add_argument("--codec", choices=sorted(CODECS), default="h264", help="video codec (default h264)")
-    enc.add_argument("--crf", type=int, help="quality for h264/h265, 0-51, lower is better (default 18 / 20)")
-    enc.add_argument("--preset", default="medium", help="x264/x265 speed preset (default medium)")
-    faces = p.add_argument_group("faces")
-    faces.add_argument("--model", default="gfpgan-1.4", metavar="NAME",
-                       help=f"face restorer: {', '.join(MODELS)}, or a .pth checkpoint (default gfpgan-1.4); "
-                       "none: no face restoration (I/O only)")
-    faces.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    faces.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                       help="restorer precision on CUDA (default fp32)")
-    faces.add_argument("--batch-size", type=int, default=8, help="faces per restorer batch (default 8)")
-    faces.add_argument("--detector", choices=("retinaface_resnet50", "retinaface_mobile0.25"),
-                       default="retinaface_resnet50", help="face detector (default retinaface_resnet50)")
-    faces.add_argument("--detect-every", type=int, default=1, metavar="K",
-                       help="run detection every K frames; the tracker predicts between (default 1)")
-    faces.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    faces.add_argument("--min-face", type=float, default=0.0, metavar="PIXELS",
-                       help="ignore faces smaller than this (box side, pixels)")
-    faces.add_argument("--no-parse", action="store_true",
-                       help="paste with a feathered box instead of the ParseNet face mask (faster)")
-    faces.add_argument("--temporal", choices=("on", "off"), default="on",
-                       help="blend each face with its previous output when it is still (default on)")
-    faces.add_argument("--temporal-strength", type=float, default=0.5, metavar="S",
-                       help="weight of the previous output for a still face, 0-0.95 (default 0.5)")
-    faces.add_argument("--strength", type=float, default=1.0, metavar="S",
-                       help="restoration strength 0-1: 1 = the model's face, 0 = the face untouched (default 1)")
-    faces.add_argument("--report", type=Path, metavar="JSON",
-                       help="write per-track jitter and flicker figures to this JSON file")
-    faces.add_argument("--weights-dir", help="folder holding the model files (also: VIDRESTORE_WEIGHTS)")
+    add_encode_arguments(p)
+    add_face_arguments(p)
+    p.add_argument("--report", type=Path, metavar="JSON",
+                   help="write per-track jitter and flicker figures to this JSON file")
+    add_upscale_arguments(p)
+    p.add_argument("--compare", type=Path, metavar="FILE",
+                   help="also write a side-by-side before/after video (with the audio) to FILE")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--version", action="version", version=f"vidrestore {__version__}")
     return p
@@ -82,31 +59,10 @@ def _error(message: str) -> None:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from .pipeline import RestoreOptions, restore_video
+    from .pipeline import restore_video
     from .progress import FrameProgress
 
-    if args.batch_size < 1:
-        raise SystemExit(f"vidrestore: error: --batch-size must be at least 1 (see --help)")
-    options = RestoreOptions(
-        model=args.model,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        overwrite=args.overwrite,
-        device=args.device,
-        precision=args.precision,
-        batch_size=args.batch_size,
-        weights_dir=args.weights_dir,
-        detector=args.detector,
-        detect_every=args.detect_every,
-        only_center_face=args.only_center_face,
-        min_face=args.min_face,
-        parse=not args.no_parse,
-        temporal=args.temporal == "on",
-        temporal_strength=args.temporal_strength,
-        strength=args.strength,
-        report=str(args.report) if args.report else None,
-    )
+    options = restore_options(args)
     show = not args.quiet and sys.stdout.isatty()
     with FrameProgress(enabled=show) as bar:
         stats = restore_video(
@@ -136,11 +92,14 @@ def _dispatch(argv: list[str]) -> Callable[[], int]:
         sub.error = _Parser.error.__get__(sub)  # type: ignore[method-assign]
         args = sub.parse_args(argv[1:])
         return lambda: cli_weights.run(args)
-    if argv and argv[0] == "batch":
-        from . import batch
+    if argv and argv[0] in ("batch", "still"):
+        import importlib
 
-        args = batch.build_parser(prog="vidrestore batch").parse_args(argv[1:])
-        return lambda: batch.run(args)
+        module = importlib.import_module(f".{argv[0]}", __package__)
+        sub = module.build_parser(prog=f"vidrestore {argv[0]}")
+        sub.error = _Parser.error.__get__(sub)  # type: ignore[method-assign]
+        args = sub.parse_args(argv[1:])
+        return lambda: module.run(args)
     args = build_parser().parse_args(argv)
     return lambda: run_restore(args)
 

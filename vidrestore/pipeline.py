@@ -8,6 +8,7 @@ Ctrl-C the temporary file is removed and the input is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from .errors import MediaError, OutputError, UsageError, VidrestoreError
+from .errors import MediaError, OutputError, UsageError
 from .media.probe import MediaInfo, probe
 from .media.sink import CONTAINERS, EncodeOptions, VideoSink, container_for
 from .media.source import Frame, VideoSource
@@ -37,6 +38,7 @@ class RestoreOptions:
     """Everything ``restore_video`` can be told. The CLI builds one of these from its arguments."""
 
     model: str = "gfpgan-1.4"
+    fidelity: float = 0.5
     codec: str = "h264"
     crf: int | None = None
     preset: str = "medium"
@@ -54,6 +56,11 @@ class RestoreOptions:
     temporal_strength: float = 0.5
     strength: float = 1.0
     report: str | None = None
+    upscale: int = 1
+    bg_upsampler: str = "realesrgan"
+    tile: int | None = None
+    tile_pad: int = 10
+    compare: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode_options(self) -> EncodeOptions:
@@ -115,6 +122,17 @@ def identity_stage(frames: Iterable[Frame]) -> Iterator[Frame]:
     yield from frames
 
 
+def upscale_stage(upscaler: Any) -> FaceStage:
+    """Whole-frame upscaling alone (``--model none --upscale N``)."""
+
+    def stage(frames: Iterable[Frame]) -> Iterator[Frame]:
+        for frame in frames:
+            frame.rgb = upscaler.upscale(frame.rgb)
+            yield frame
+
+    return stage
+
+
 class _Worker(threading.Thread):
     """A daemon thread that records the exception it dies of."""
 
@@ -158,21 +176,51 @@ def _drain(q: queue.Queue, stop: threading.Event, producer: _Worker | None = Non
         yield item
 
 
+@dataclass
+class Output:
+    """One file the stream is encoded into: the restored video, or a before/after comparison."""
+
+    tmp: Path
+    size: tuple[int, int]
+    render: Callable[[Frame], Frame] | None = None
+
+
+def side_by_side(frame: Frame) -> Frame:
+    """Input on the left, output on the right, at the output's size (the input resized if upscaled)."""
+    import cv2
+    import numpy as np
+
+    before, after = frame.meta["before"], frame.rgb
+    if before.shape != after.shape:
+        before = cv2.resize(before, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_LANCZOS4)
+    return replace(frame, rgb=np.hstack([before, after]), meta={})
+
+
+def keep_input(frames: Iterable[Frame]) -> Iterator[Frame]:
+    """Remember each frame's decoded pixels (the stages replace ``frame.rgb``; they never write into it)."""
+    for frame in frames:
+        frame.meta["before"] = frame.rgb
+        yield frame
+
+
 def run_stream(
     info: MediaInfo,
-    tmp: Path,
+    outputs: list[Output],
     encode: EncodeOptions,
     stage: FaceStage,
     stats: RestoreStats,
     progress: Callable[[int], None] | None,
     notice: Callable[[str], None],
 ) -> None:
-    """Decode, transform and encode ``info`` into ``tmp``. Raises on failure; the caller cleans up."""
+    """Decode, transform and encode ``info`` into each output. Raises on failure; the caller cleans up."""
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     restored: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     source = VideoSource(info)
-    sink = VideoSink(tmp, info, encode, notice=notice)
+    sinks = [
+        VideoSink(o.tmp, info, encode, notice=notice if i == 0 else (lambda _m: None), size=o.size)
+        for i, o in enumerate(outputs)
+    ]
 
     def decode() -> None:
         with source:
@@ -183,16 +231,22 @@ def run_stream(
 
     def write() -> None:
         for frame in _drain(restored, stop):
-            sink.write(frame)
+            for sink, output in zip(sinks, outputs):
+                sink.write(output.render(frame) if output.render is not None else frame)
 
-    with sink:
+    with contextlib.ExitStack() as opened:
+        for sink in sinks:
+            opened.enter_context(sink)
         decoder = _Worker(decode, "vidrestore-decode")
         encoder = _Worker(write, "vidrestore-encode")
         decoder.start()
         encoder.start()
         ok = False
+        frames = _drain(decoded, stop, decoder)
+        if any(o.render is not None for o in outputs):
+            frames = keep_input(frames)
         try:
-            for frame in stage(_drain(decoded, stop, decoder)):
+            for frame in stage(frames):
                 if encoder.error is not None or not encoder.is_alive():
                     break
                 if not _put(restored, frame, stop):
@@ -210,15 +264,18 @@ def run_stream(
             decoder.join(timeout=10)
             stop.set()
             if not ok:
-                sink.abort()
+                for sink in sinks:
+                    sink.abort()
         if decoder.error is not None:
             raise decoder.error
         if encoder.error is not None:
             raise encoder.error
-        if sink.frames_written == 0:
-            sink.abort()
+        if sinks[0].frames_written == 0:
+            for sink in sinks:
+                sink.abort()
             raise MediaError(f"{info.path}: no video frame could be decoded")
-        sink.close()
+        for sink in sinks:
+            sink.close()
     stats.skipped_packets = source.stats.skipped_packets
     stats.truncated = source.stats.truncated
     stats.missing_seconds = source.stats.missing_seconds
@@ -252,6 +309,13 @@ def restore_video(
     src_path = info.path
     dst_path = Path(dst) if dst is not None else default_output(src_path)
     check_output(src_path, dst_path, options.overwrite)
+    compare_path = Path(options.compare) if options.compare else None
+    if compare_path is not None:
+        check_output(src_path, compare_path, options.overwrite)
+        if compare_path.resolve() == dst_path.resolve():
+            raise UsageError("--compare must name another file than the output")
+    if options.upscale not in (1, 2, 4):
+        raise UsageError(f"--upscale must be 1, 2 or 4, got {options.upscale}")
     stats = RestoreStats(input=src_path, output=dst_path)
 
     def note(message: str) -> None:
@@ -263,13 +327,20 @@ def restore_video(
         stage = build_stage(options, stats, note, info)
     if on_start is not None:
         on_start(info, dst_path)
-    tmp = temporary_path(dst_path)
+    scale = options.upscale
+    size = (info.video.width * scale, info.video.height * scale)
+    outputs = [Output(temporary_path(dst_path), size)]
+    if compare_path is not None:
+        outputs.append(Output(temporary_path(compare_path), (2 * size[0], size[1]), side_by_side))
     started = time.perf_counter()
     try:
-        run_stream(info, tmp, encode, stage, stats, progress, note)
-        os.replace(tmp, dst_path)
+        run_stream(info, outputs, encode, stage, stats, progress, note)
+        os.replace(outputs[0].tmp, dst_path)
+        if compare_path is not None:
+            os.replace(outputs[1].tmp, compare_path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for output in outputs:
+            output.tmp.unlink(missing_ok=True)
         raise
     stats.seconds = time.perf_counter() - started
     face_report = getattr(stats.stage, "report", None)
@@ -324,8 +395,16 @@ def build_stage(
     """
     extra = options.extra
     restorer = extra.get("restorer")
+    upscaler = extra.get("upscaler")
+    if upscaler is None and options.upscale > 1:
+        from .upscale import load_upscaler
+
+        upscaler = load_upscaler(
+            options.upscale, method=options.bg_upsampler, device=options.device, weights_dir=options.weights_dir,
+            tile=options.tile, tile_pad=options.tile_pad, precision=options.precision,
+        )
     if restorer is None and options.model == "none":
-        return identity_stage
+        return identity_stage if upscaler is None else upscale_stage(upscaler)
     is_file = Path(options.model).suffix.lower() in (".pth", ".pt")
     if restorer is None and options.model not in MODELS and not is_file:
         raise UsageError(
@@ -363,6 +442,6 @@ def build_stage(
         sar=float(info.video.sar) if info is not None else 1.0,
         **extra.get("face_options", {}),
     )
-    stage = _FaceStage(detector, restorer, face_options, parser=parser, device=device)
+    stage = _FaceStage(detector, restorer, face_options, parser=parser, device=device, upscaler=upscaler)
     stats.stage = stage
     return stage

@@ -153,7 +153,8 @@ class GFPGANRestorer:
         self.device = device
         self.precision = precision
         self.batch_size = int(batch_size)
-        # channels_last: measured no faster on the CPU here (bench/restorer.py), and tensor cores want NHWC.
+        # channels_last: default on CUDA (tensor cores want NHWC), off on the CPU: on the shared 2-core test
+        # machine bench/restorer.py found no gain at batch 1 and results within the noise at batch 2-4.
         self.channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
         model = model.eval().requires_grad_(False).to(device)
         # Set the conv weights' layout either way (a model shared by two restorers takes the last one's; both

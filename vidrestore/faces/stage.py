@@ -24,16 +24,40 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 import torch
 
 from ..media.source import Frame
 from ..temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
-from .align import align_face, paste_faces
+from .align import align_face, invert_affine, paste_faces
 from .face import Face
 from .track import FixedLagSmoother, TrackerOptions, is_scene_cut, landmark_jitter, small_grey
 
 __all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer"]
+
+
+def output_affine(affine: np.ndarray, s: int) -> np.ndarray:
+    """The image → crop affine on a frame upscaled ``s`` times: pixel centres map exactly,
+    ``x_up = s·x + (s − 1)/2``."""
+    if s == 1:
+        return affine
+    up = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
+    return (np.vstack([affine, [0.0, 0.0, 1.0]]) @ np.linalg.inv(up))[:2]
+
+
+def upscaled_paste_affine(affine: np.ndarray, s: int) -> np.ndarray:
+    """The affine to hand to ``paste_faces(..., upscale=s)`` so the face lands exactly on the upscaled
+    background (facexlib's paste adds half an output pixel more than the pixel-centre mapping; undo it)."""
+    if s == 1:
+        return affine
+    inv = invert_affine(affine)
+    inv[:, 2] -= 0.5 / s
+    return invert_affine(inv)
+
+
+def _crop(frame: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return cv2.warpAffine(frame, affine, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 class Detector(Protocol):
@@ -164,8 +188,11 @@ class FaceStage:
         options: FaceOptions = FaceOptions(),
         parser: Any | None = None,
         device: str | torch.device | None = None,
+        upscaler: Any | None = None,
     ) -> None:
         self.detector = detector
+        self.upscaler = upscaler
+        self.scale = int(getattr(upscaler, "scale", 1) or 1) if upscaler is not None else 1
         self.restorer = restorer
         self.parser = parser if options.parse else None
         self.options = options
@@ -346,6 +373,8 @@ class FaceStage:
         frame = p.frame
         frame.meta["faces"] = p.faces
         if not p.faces:
+            if self.upscaler is not None:
+                frame.rgb = self.upscaler.upscale(frame.rgb)
             return frame
         opts = self.options
         outs = np.empty_like(p.restored)
@@ -357,7 +386,12 @@ class FaceStage:
                 crop = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
             outs[k] = crop
         masks = self._parse_masks(p.faces, outs, frame.index) if self.parser is not None else None
-        frame.rgb = paste_faces(frame.rgb, outs, p.affines, masks, device=self.device)
+        if self.upscaler is None:
+            frame.rgb = paste_faces(frame.rgb, outs, p.affines, masks, device=self.device)
+        else:
+            background = self.upscaler.upscale(frame.rgb)
+            affines = np.stack([upscaled_paste_affine(a, self.scale) for a in p.affines])
+            frame.rgb = paste_faces(background, outs, affines, masks, device=self.device, upscale=self.scale)
         self._record_flicker(p, outs, frame.index)
         return frame
 
@@ -377,8 +411,7 @@ class FaceStage:
         for k, face in enumerate(p.faces):
             t = self.report.tracks[face.track_id]
             cur_in = p.crops[k].astype(np.float32)
-            cur_out, _ = align_face(p.frame.rgb, face.landmarks, self.options.sar)
-            cur_out = cur_out.astype(np.float32)
+            cur_out = _crop(p.frame.rgb, output_affine(p.affines[k], self.scale)).astype(np.float32)
             if t.prev_in is not None and t.last_frame == index - 1:
                 t.diff_in += float(np.abs(cur_in - t.prev_in)[mask].mean())
                 t.diff_out += float(np.abs(cur_out - t.prev_out)[mask].mean())
