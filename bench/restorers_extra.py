@@ -8,6 +8,8 @@ batch 1 of the same model measured in the same run (and, with ``--gfpgan``, to G
 Synthetic checkpoints are built in a temporary folder from the reference key manifests (throughput does not
 depend on the weight values). Each row times the numpy entry point ``restore()`` (uint8 in and out, conversions
 included) on ``batch`` faces per call: the median of ``--repeats`` calls after one warm-up call at batch 1.
+"CPU s/face" is process CPU time (all threads): on a shared machine it moves less than wall time, and divided
+by the thread count it estimates the wall time an idle machine would show.
 GFLOP/s uses the reference counts per face: CodeFormer 809.8 (w > 0) / 591.7 (w = 0), RestoreFormer 682.8,
 GFP-GAN 395.5.
 """
@@ -53,15 +55,17 @@ def _make(folder: Path, script: Path, manifest: Path, name: str, *extra: str) ->
     return out
 
 
-def _time(restorer, faces: np.ndarray, batch: int, repeats: int, device: torch.device) -> float:
+def _time(restorer, faces: np.ndarray, batch: int, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median (wall seconds, process CPU seconds) per call."""
     restorer.batch_size = batch
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         restorer.restore(faces[:batch])
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     faces = np.random.default_rng(0).integers(0, 256, (max(batches), 512, 512, 3), dtype=np.uint8)
 
-    rows: list[tuple[str, int, float]] = []
+    rows: list[tuple[str, int, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         restorers = []
@@ -112,21 +116,22 @@ def main(argv: list[str] | None = None) -> None:
             restorer.restore(faces[:1])  # warm-up
             _sync(device)
             for b in batches:
-                sec = _time(restorer, faces, b, args.repeats, device)
-                rows.append((label, b, sec))
-                print(f"  {label:18s} batch {b:3d}: {sec:7.2f} s/call", file=sys.stderr, flush=True)
+                sec, cpu = _time(restorer, faces, b, args.repeats, device)
+                rows.append((label, b, sec, cpu))
+                print(f"  {label:18s} batch {b:3d}: {sec:7.2f} s/call, {cpu:7.2f} CPU s/call", file=sys.stderr,
+                      flush=True)
 
     print(f"\ndevice {device}, precision {args.precision}, torch threads {torch.get_num_threads()}, "
           f"median of {args.repeats} call(s) per row\n")
     gf_col = " vs gfpgan b1 |" if args.gfpgan else ""
-    print("| model | batch | s/face | faces/s | GFLOP/s | vs batch 1 |" + gf_col)
-    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if args.gfpgan else ""))
-    base = {label: b / s for label, b, s in rows if b == 1}
+    print("| model | batch | s/face | faces/s | GFLOP/s | vs batch 1 | CPU s/face |" + gf_col)
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.gfpgan else ""))
+    base = {label: b / s for label, b, s, _ in rows if b == 1}
     gf = base.get("gfpgan-1.4")
-    for label, b, sec in rows:
+    for label, b, sec, cpu in rows:
         fps = b / sec
         ratio = f"{fps / base[label]:.2f}x" if label in base else "n/a"
-        line = f"| {label} | {b} | {sec / b:.2f} | {fps:.3f} | {fps * GFLOP[label]:.0f} | {ratio} |"
+        line = f"| {label} | {b} | {sec / b:.2f} | {fps:.3f} | {fps * GFLOP[label]:.0f} | {ratio} | {cpu / b:.2f} |"
         if gf:
             line += f" {fps / gf:.2f}x |"
         print(line)

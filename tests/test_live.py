@@ -334,12 +334,21 @@ def test_loop_keeps_times_increasing(clip):
 
 def _env_without_display() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     return env
 
 
+def _live_command() -> list[str]:
+    """``python -m vidrestore live`` once the CLI dispatches it, else the module's own entry point."""
+    from vidrestore import cli
+
+    if "live" in getattr(cli, "SUBCOMMANDS", ()):
+        return [sys.executable, "-m", "vidrestore", "live"]
+    return [sys.executable, "-m", "vidrestore.live"]
+
+
 def test_no_display_prints_one_line(clip):
-    proc = subprocess.run([sys.executable, "-m", "vidrestore.live", "--source", str(clip), "--model", "none"],
+    proc = subprocess.run(_live_command() + ["--source", str(clip), "--model", "none"],
                           env=_env_without_display(), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -357,9 +366,12 @@ def _read_xwd(data: bytes) -> np.ndarray:
     red_mask, green_mask, blue_mask = hdr[14], hdr[15], hdr[16]
     byte_order = hdr[7]
     start = header_size + 12 * ncolors
-    dtype = ">u4" if byte_order else "<u4"
-    assert bpp == 32, f"unexpected xwd depth {bpp}"
-    px = np.frombuffer(data[start : start + bpl * height], dtype=dtype).reshape(height, bpl // 4)[:, :width]
+    nbytes = bpp // 8
+    assert nbytes in (3, 4), f"unexpected xwd depth {bpp}"
+    raw = np.frombuffer(data[start : start + bpl * height], np.uint8).reshape(height, bpl)
+    raw = raw[:, : width * nbytes].reshape(height, width, nbytes).astype(np.uint32)
+    order = range(nbytes) if byte_order == 0 else range(nbytes - 1, -1, -1)  # 0: LSBFirst
+    px = sum(raw[..., b] << (8 * k) for k, b in enumerate(order))
 
     def chan(mask):
         shift = (mask & -mask).bit_length() - 1
@@ -412,7 +424,7 @@ def test_window_under_xvfb_shows_frames_and_takes_keys(clip, tmp_path, xvfb):
     env["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false"
     keys = shutil.which("xdotool") is not None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vidrestore.live", "--source", str(clip), "--loop", "--model", "none",
+        _live_command() + ["--source", str(clip), "--loop", "--model", "none",
          "--save-dir", str(tmp_path), "--duration", "40" if keys else "10"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -426,14 +438,17 @@ def test_window_under_xvfb_shows_frames_and_takes_keys(clip, tmp_path, xvfb):
                 if lit > 0.02:
                     break
                 time.sleep(0.5)
+            if proc.poll() is not None:
+                pytest.fail(f"vidrestore live exited early: {proc.stderr.read()[-500:]}")
             assert lit > 0.02, "the screen stayed black: no window content"
         if keys:
-            xdo = ["xdotool", "search", "--sync", "--name", "vidrestore live"]
+            xdo = ["xdotool", "search", "--sync", "--onlyvisible", "--name", "vidrestore live"]
             wid = subprocess.run(xdo, env=env, capture_output=True, text=True, timeout=40).stdout.split()
             assert wid, "no vidrestore window"
             time.sleep(0.5)
             for key in ("s", "q"):
-                subprocess.run(["xdotool", "windowactivate", "--sync", wid[0], "key", key], env=env,
+                # no window manager under Xvfb: focus the window directly (windowactivate needs a WM)
+                subprocess.run(["xdotool", "windowfocus", "--sync", wid[-1], "key", key], env=env,
                                capture_output=True, timeout=10)
                 time.sleep(0.7)
         out, err = proc.communicate(timeout=45)

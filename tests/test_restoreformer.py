@@ -223,3 +223,11 @@ def test_cuda_precisions(rf_ckpt: Path, ref_input: torch.Tensor, rf_ref: Path) -
         low = r.restore_tensor(ref_input.cuda()).cpu()
         assert torch.isfinite(low).all()
         assert (low - ref).abs().mean().item() < 0.03
+
+
+def test_public_load_restorer_recognises_a_restoreformer_file(rf_ckpt: Path) -> None:
+    """`vidrestore --model path.pth` loads a RestoreFormer file as RestoreFormer, not as a failed GFP-GAN."""
+    import vidrestore
+
+    loaded = vidrestore.load_restorer(rf_ckpt, device="cpu")
+    assert isinstance(loaded, RestoreFormerRestorer)

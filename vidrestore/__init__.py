@@ -11,6 +11,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# OpenCV before PyAV: both wheels bundle libxcb-shape/-shm/-xfixes under the same file names; if PyAV's copies
+# load first, OpenCV's window hangs in cv2.namedWindow (vidrestore live).
+import cv2  # noqa: E402,F401,I001
+
 from . import errors
 from .errors import VidrestoreError
 from .faces.face import Face

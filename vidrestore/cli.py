@@ -15,7 +15,7 @@ from . import __version__
 from .errors import VidrestoreError
 from .cli_options import add_encode_arguments, add_face_arguments, add_upscale_arguments, restore_options
 
-SUBCOMMANDS = ("weights", "batch", "still")
+SUBCOMMANDS = ("weights", "batch", "still", "live")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore an old video: faces tracked and restored, audio and subtitles kept.",
         epilog="Other commands: 'vidrestore batch IN_DIR -o OUT_DIR' (folders, VHS profile, resume), "
         "'vidrestore still VIDEO --at TIME -o cmp.png' (before/after of one frame), "
+        "'vidrestore live --source 0|FILE|URL' (live preview), "
         "'vidrestore weights {list,fetch,verify}'. Run one with --help for its options.",
     )
     p.add_argument("input", type=Path, help="the video file to restore (never modified)")
@@ -92,7 +93,7 @@ def _dispatch(argv: list[str]) -> Callable[[], int]:
         sub.error = _Parser.error.__get__(sub)  # type: ignore[method-assign]
         args = sub.parse_args(argv[1:])
         return lambda: cli_weights.run(args)
-    if argv and argv[0] in ("batch", "still"):
+    if argv and argv[0] in ("batch", "still", "live"):
         import importlib
 
         module = importlib.import_module(f".{argv[0]}", __package__)

@@ -328,7 +328,12 @@ class LivePreview:
         self._to_restore.close()
         for t in self._threads:
             t.join(timeout)
-        self._threads = []
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    @property
+    def busy(self) -> bool:
+        """Whether a worker thread is still running."""
+        return any(t.is_alive() for t in self._threads)
 
     def __enter__(self) -> "LivePreview":
         return self.start()
@@ -1193,7 +1198,6 @@ def run_live(
         stop.set()
         if capture_thread.is_alive():
             capture_thread.join(timeout=10)
-        preview.close(timeout=10)
         if window is not None:
             window.close()
         if server is not None:
@@ -1202,6 +1206,10 @@ def run_live(
             stop_recording()
         finally:
             source.close()
+        preview.close(timeout=1.0)
+        if preview.busy:  # a daemon thread still inside torch at exit would abort the interpreter
+            say("waiting for the restoration under way to finish...")
+            preview.close(timeout=300.0)
         stats.seconds = time.perf_counter() - started
         stats.frames_captured = source.frames
         stats.dropped = display.dropped

@@ -38,6 +38,20 @@ def display_problem(environ: Mapping[str, str] | None = None, platform: str | No
     return "no display (DISPLAY is not set)"
 
 
+def _xcb_conflict() -> bool:
+    """True when PyAV's bundled libxcb-shape was loaded before OpenCV's (Linux wheels).
+
+    Both wheels bundle ``libxcb-shape``/``-shm``/``-xfixes`` under the same hashed names; whichever is loaded
+    first serves both, and PyAV's copies are linked to PyAV's own libxcb, so OpenCV's Qt window then hangs in
+    ``cv2.namedWindow``. Importing ``cv2`` before ``av`` (``vidrestore/__init__.py`` does) avoids it.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any("av.libs/libxcb-shape" in line for line in maps)
+    except OSError:
+        return False
+
+
 class PreviewWindow:
     """One resizable OpenCV window. Call :meth:`show` from the main thread (highgui is not thread-safe)."""
 
@@ -49,6 +63,11 @@ class PreviewWindow:
             raise UsageError(f"cannot open a window: {problem}; use --serve [HOST:]PORT")
         import cv2
 
+        if _xcb_conflict():
+            from .errors import VidrestoreError
+
+            raise VidrestoreError("cannot open a window: PyAV was loaded before OpenCV in this process and its "
+                                  "bundled libxcb would hang the window; import cv2 before av (or use --serve)")
         self._cv2 = cv2
         self.title = title
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)

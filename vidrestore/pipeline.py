@@ -360,7 +360,7 @@ def restore_video(
     return stats
 
 
-MODELS = ("gfpgan-1.4", "gfpgan-1.3", "none")
+MODELS = ("gfpgan-1.4", "gfpgan-1.3", "codeformer", "restoreformer", "none")
 
 
 def write_report(path: Path, stats: RestoreStats) -> None:
@@ -417,7 +417,7 @@ def build_stage(
 
         restorer = load_restorer(
             options.model, device=options.device, precision=options.precision,
-            batch_size=options.batch_size, weights_dir=options.weights_dir,
+            batch_size=options.batch_size, weights_dir=options.weights_dir, fidelity=options.fidelity,
         )
     device = getattr(restorer, "device", None) or options.device or "cpu"
     detector = extra.get("detector")

@@ -288,15 +288,32 @@ def load_restorer(
     batch_size: int = 8,
     weights_dir: str | Path | None = None,
     channels_last: bool | None = None,
+    fidelity: float = 0.5,
 ) -> GFPGANRestorer:
-    """Load a GFP-GAN restorer by name (``"gfpgan-1.4"``, ``"gfpgan-1.3"``) or from a checkpoint path.
+    """Load a face restorer by name (``"gfpgan-1.4"``, ``"gfpgan-1.3"``, ``"codeformer"``, ``"restoreformer"``)
+    or from a checkpoint path (GFP-GAN, or a CodeFormer/RestoreFormer file recognised by its keys).
+    ``fidelity`` is CodeFormer's ``w`` (0–1; ignored by the others).
 
     The device and precision are checked before any weights are read. Raises :class:`WeightsError` (unknown
     name, missing download), :class:`CheckpointError` (missing or unreadable file, wrong architecture) or
     :class:`DeviceError` (device or precision this machine lacks).
     """
+    if str(name_or_path).lower() in ("codeformer", "restoreformer"):
+        from .restorers import load_face_restorer
+
+        return load_face_restorer(str(name_or_path).lower(), device, precision, batch_size, weights_dir,
+                                  fidelity=fidelity)
     dev = resolve_device(device)
     _check_precision(precision, dev)
     name, path = _weights_path(name_or_path, weights_dir)
-    model = build_gfpgan(path, dev)
+    try:
+        model = build_gfpgan(path, dev)
+    except CheckpointError:
+        # a CodeFormer or RestoreFormer file given by path: load it as what it is
+        from .restorers import checkpoint_arch, load_face_restorer
+
+        arch = checkpoint_arch(path)
+        if arch == "gfpgan":
+            raise
+        return load_face_restorer(path, device, precision, batch_size, weights_dir, fidelity=fidelity, arch=arch)
     return GFPGANRestorer(model, name, dev, precision, batch_size, channels_last)
