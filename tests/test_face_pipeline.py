@@ -7,7 +7,6 @@ pasted the face.
 
 from __future__ import annotations
 
-import functools
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 import vidrestore
-from media import Audio, decoded_frames, stream_digests, video_timestamps
+from media import decoded_frames, stream_digests, video_timestamps
 from vidrestore.faces.align import FFHQ_TEMPLATE_512, estimate_affine, invert_affine
 from vidrestore.faces.detect import ScriptedDetector
 from vidrestore.faces.face import Face

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import av
 import cv2
 import numpy as np
 import pytest

@@ -1265,7 +1265,7 @@ def build_parser(prog: str = "vidrestore live") -> argparse.ArgumentParser:
                    help="FFmpeg input option, repeatable (e.g. video_size=1280x720, framerate=30, input_format=mjpeg)")
     p.add_argument("--loop", action="store_true", help="play a file source again and again")
     p.add_argument("--model", default=d.model, metavar="NAME",
-                   help="face restorer: gfpgan-1.4, gfpgan-1.3, a .pth checkpoint, or none (default gfpgan-1.4)")
+                   help="face restorer: gfpgan-1.4, gfpgan-1.3, codeformer, restoreformer, a .pth checkpoint, or none (default gfpgan-1.4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=d.precision)
     p.add_argument("--detector", choices=("retinaface_resnet50", "retinaface_mobile0.25"), default=d.detector,

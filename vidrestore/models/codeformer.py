@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vqgan import Downsample, ResBlock, SelfAttention, Upsample, group_norm, swish
+from .vqgan import Downsample, ResBlock, SelfAttention, Upsample, group_norm
 
 __all__ = ["CodeFormer", "CodeFormerEncoding", "TransformerSALayer", "FuseSFTBlock", "adain"]
 
