@@ -253,3 +253,19 @@ def test_end_to_end_with_the_synthetic_gfpgan_checkpoint(synthetic_gfpgan, astro
     far = (slice(0, 10), slice(190, 200))
     assert np.array_equal(a[0][far], b[0][far])  # the background did not
     assert stream_digests(out) == stream_digests(src)
+
+
+def test_detect_every_k_predicts_between_detections(moving_clip, tmp_path):
+    """Detection on every 4th frame only: the tracker fills the frames between, and a face is restored from its
+    first detection (it could not wait for a second hit that comes 4 frames later)."""
+    src, truth, raw = moving_clip
+    k = 4
+    detector = ScriptedDetector([[face_at(raw[i])] for i in range(0, N, k)])
+    stats = restore(src, tmp_path / "k.mp4", restorer=MarkerRestorer(), detector=detector, detect_every=k,
+                    temporal=False)
+    assert detector.frames_seen == N // k
+    assert stats.faces >= N - 1 and stats.tracks == 1
+    frames = decoded_frames(tmp_path / "k.mp4")
+    true_pos = [nose_of(lm) for lm in truth]
+    got = np.array([mark_centroid(f, p) for f, p in zip(frames, true_pos)])
+    assert np.linalg.norm(got - np.array(true_pos), axis=1).mean() < 3.0

@@ -41,6 +41,11 @@ def add_face_arguments(p: argparse.ArgumentParser) -> None:
                        help="ignore faces smaller than this (box side, pixels)")
     faces.add_argument("--no-parse", action="store_true",
                        help="paste with a feathered box instead of the ParseNet face mask (faster)")
+    faces.add_argument("--parse-size", type=int, choices=(256, 512), default=DEFAULTS.parse_size,
+                       help="ParseNet input size: 256 is ~4x cheaper (the mask is blurred by 101 px anyway); "
+                       f"512 is facexlib's (default {DEFAULTS.parse_size})")
+    faces.add_argument("--parse-every", type=int, default=DEFAULTS.parse_every, metavar="K",
+                       help=f"recompute each face's mask every K frames of its track (default {DEFAULTS.parse_every})")
     faces.add_argument("--temporal", choices=("on", "off"), default="on",
                        help="blend each face with its previous output when it is still (default on)")
     faces.add_argument("--temporal-strength", type=float, default=DEFAULTS.temporal_strength, metavar="S",
@@ -88,6 +93,8 @@ def restore_options(args: argparse.Namespace, **fixed: Any) -> RestoreOptions:
         only_center_face=get("only_center_face", False),
         min_face=get("min_face", DEFAULTS.min_face),
         parse=not get("no_parse", False),
+        parse_size=get("parse_size", DEFAULTS.parse_size),
+        parse_every=get("parse_every", DEFAULTS.parse_every),
         temporal=get("temporal", "on") == "on",
         temporal_strength=get("temporal_strength", DEFAULTS.temporal_strength),
         strength=get("strength", DEFAULTS.strength),

@@ -52,6 +52,8 @@ class RestoreOptions:
     only_center_face: bool = False
     min_face: float = 0.0
     parse: bool = True
+    parse_size: int = 256
+    parse_every: int = 5
     temporal: bool = True
     temporal_strength: float = 0.5
     strength: float = 1.0
@@ -424,18 +426,23 @@ def build_stage(
     if detector is None:
         from .faces.detect import load_detector
 
-        detector = load_detector(options.detector, device=device, weights_dir=options.weights_dir)
+        # on the CPU one frame per forward pass is faster (measured: 0.45 s vs 0.72 s per frame in batches of 6)
+        detect_batch = 1 if str(device).startswith("cpu") else 8
+        detector = load_detector(options.detector, device=device, weights_dir=options.weights_dir,
+                                 batch_size=detect_batch)
     parser = extra.get("parser")
     if parser is None and options.parse and options.strength > 0:
         from .faces.parse import load_parser
 
-        parser = load_parser("parsenet", device=device, weights_dir=options.weights_dir)
+        parser = load_parser("parsenet", device=device, weights_dir=options.weights_dir,
+                             parse_size=options.parse_size)
     face_options = FaceOptions(
         detect_every=options.detect_every,
         batch_size=options.batch_size,
         min_face=options.min_face,
         only_center_face=options.only_center_face,
         parse=options.parse,
+        parse_every=options.parse_every,
         temporal=options.temporal,
         temporal_strength=options.temporal_strength,
         strength=options.strength,

@@ -56,8 +56,13 @@ def upscaled_paste_affine(affine: np.ndarray, s: int) -> np.ndarray:
     return invert_affine(inv)
 
 
-def _crop(frame: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return cv2.warpAffine(frame, affine, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+_FLICKER_SIZE = 128  # the flicker figures are measured on aligned crops at this size (cheap, and enough)
+
+
+def _crop(frame: np.ndarray, affine: np.ndarray, size: int = _FLICKER_SIZE) -> np.ndarray:
+    """The aligned face at ``size`` px (the 512 crop's affine scaled down), area-averaged."""
+    scaled = affine * (size / 512.0)
+    return cv2.warpAffine(frame, scaled, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
 
 
 class Detector(Protocol):
@@ -199,7 +204,7 @@ class FaceStage:
         dev = device if device is not None else getattr(restorer, "device", "cpu")
         self.device = torch.device(dev)
         self.report = FaceReport()
-        self._mask = face_region_mask(512, 512)
+        self._mask = face_region_mask(_FLICKER_SIZE, _FLICKER_SIZE)
 
     # -- the generator --------------------------------------------------------------------------------------
     def __call__(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -228,9 +233,11 @@ class FaceStage:
         """Files: a constant-acceleration model smoothed over ``lag`` frames of look-ahead — on a face moving
         on a curve it leaves ~0.2× the jitter of the raw landmarks at the pasted face, where a
         constant-velocity model with lag 6 leaves ~0.25× (tests/test_face_pipeline.py). Live: causal."""
+        # with detection every k > 1 frames a face seen for k frames or fewer would never get its second hit
+        min_hits = 1 if self.options.detect_every > 1 else 2
         if self.options.causal:
-            return TrackerOptions(causal=True)
-        return TrackerOptions(lag=self.options.lag, motion="acceleration", jerk_noise=0.001)
+            return TrackerOptions(causal=True, min_hits=min_hits)
+        return TrackerOptions(lag=self.options.lag, motion="acceleration", jerk_noise=0.001, min_hits=min_hits)
 
     # -- detection and tracking -----------------------------------------------------------------------------
     def _track(self, chunk: list[Frame], smoother: FixedLagSmoother) -> Iterator[Frame]:
@@ -410,7 +417,8 @@ class FaceStage:
         mask = self._mask
         for k, face in enumerate(p.faces):
             t = self.report.tracks[face.track_id]
-            cur_in = p.crops[k].astype(np.float32)
+            cur_in = cv2.resize(p.crops[k], (_FLICKER_SIZE, _FLICKER_SIZE), interpolation=cv2.INTER_AREA)
+            cur_in = cur_in.astype(np.float32)
             cur_out = _crop(p.frame.rgb, output_affine(p.affines[k], self.scale)).astype(np.float32)
             if t.prev_in is not None and t.last_frame == index - 1:
                 t.diff_in += float(np.abs(cur_in - t.prev_in)[mask].mean())
