@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vidrestore.faces.detect import DETECTOR_FILES, load_detector, resolve_device  # noqa: E402
+from vidrestore.device import resolve_device  # noqa: E402
+from vidrestore.faces.detect import DETECTOR_FILES, load_detector  # noqa: E402
 from vidrestore.models.retinaface import RetinaFace  # noqa: E402
 
 

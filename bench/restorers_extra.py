@@ -30,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vidrestore.restore import resolve_device  # noqa: E402
+from vidrestore.device import resolve_device  # noqa: E402
 from vidrestore.restorers import (  # noqa: E402
     CodeFormerRestorer,
     RestoreFormerRestorer,

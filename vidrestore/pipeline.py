@@ -195,7 +195,7 @@ def side_by_side(frame: Frame) -> Frame:
     before, after = frame.meta["before"], frame.rgb
     if before.shape != after.shape:
         before = cv2.resize(before, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_LANCZOS4)
-    return replace(frame, rgb=np.hstack([before, after]), meta={})
+    return frame.with_rgb(np.hstack([before, after]))
 
 
 def keep_input(frames: Iterable[Frame]) -> Iterator[Frame]:

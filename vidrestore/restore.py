@@ -29,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import CheckpointError, DeviceError, WeightsError
+from .device import PRECISIONS, resolve_device
+from .device import check_precision as _check_precision
+from .errors import CheckpointError, WeightsError
 from .models.checkpoint import load_into
 from .models.gfpgan import GFPGANv1Clean
 
@@ -50,39 +52,8 @@ RESTORER_FILES: Mapping[str, str] = MappingProxyType(
         "gfpgan-1.3": "GFPGANv1.3.pth",
     }
 )
-PRECISIONS = ("fp32", "fp16", "bf16")
 CROP_SIZE = 512
 _ARCH = "GFPGANv1Clean"
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU. A CUDA device that this machine lacks → :class:`DeviceError`."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"unknown device {device!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"device {device!r} requested but this machine has {count} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise DeviceError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
-    return dev
-
-
-def _check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return
-    if device.type != "cuda":
-        raise DeviceError(f"precision {precision} needs a CUDA device (got {device}); use fp32 on the CPU")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("this GPU does not support bf16; use --precision fp16 or fp32")
 
 
 def _u8_to_unit_lut() -> np.ndarray:

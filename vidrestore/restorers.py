@@ -32,11 +32,13 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import CheckpointError, DeviceError, UsageError, WeightsError
+from .errors import CheckpointError, UsageError, WeightsError
 from .models.checkpoint import clean_state_dict, load_into, read_checkpoint
 from .models.codeformer import CodeFormer
 from .models.restoreformer import RestoreFormer
-from .restore import PRECISIONS, faces_to_tensor, resolve_device, tensor_to_faces
+from .device import resolve_device
+from .device import check_precision as _check_precision
+from .restore import faces_to_tensor, tensor_to_faces
 
 __all__ = [
     "FACE_RESTORER_FILES",
@@ -63,17 +65,6 @@ CROP_SIZE = 512
 # (which loads RestoreFormer.pth) reads 'params_ema' if present, else 'params'.
 _CKPT_KEYS = {"codeformer": ("params_ema",), "restoreformer": ("params_ema", "params")}
 _ARCH_NAMES = {"codeformer": "CodeFormer", "restoreformer": "RestoreFormer"}
-
-
-def _check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return
-    if device.type != "cuda":
-        raise DeviceError(f"precision {precision} needs a CUDA device (got {device}); use fp32 on the CPU")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("this GPU does not support bf16; use --precision fp16 or fp32")
 
 
 def _check_fidelity(fidelity: float) -> float:

@@ -54,6 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import PRECISIONS, resolve_device
+from .device import check_precision as _check_precision
 from .errors import DeviceError, UsageError
 
 __all__ = [
@@ -74,7 +76,6 @@ __all__ = [
 
 METHODS = ("realesrgan", "lanczos")
 SCALES = (1, 2, 4)
-PRECISIONS = ("fp32", "fp16", "bf16")
 ALPHA_UPSAMPLERS = ("realesrgan", "linear")
 #: Default tile on the CPU (input pixels; GFPGAN's ``--bg_tile`` default).
 CPU_TILE = 400
@@ -482,17 +483,6 @@ def _pad_reflect_br(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-def _check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return
-    if device.type != "cuda":
-        raise DeviceError(f"precision {precision} needs a CUDA device (got {device}); use fp32 on the CPU")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("this GPU does not support bf16; use --precision fp16 or fp32")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Loading
 
@@ -519,7 +509,6 @@ def load_upscaler(
     :class:`UsageError` (bad options), :class:`DeviceError`, :class:`WeightsError` (missing, cannot download)
     or :class:`CheckpointError` (not an RRDBNet checkpoint of that scale). ``"lanczos"`` needs no weights.
     """
-    from .restore import resolve_device  # lazy: keeps this module light for the Lanczos-only case
 
     opts = UpscaleOptions(
         scale=scale, method=method, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad, precision=precision,

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import CheckpointError, DeviceError, UsageError, WeightsError
+from ..device import resolve_device
+from ..errors import CheckpointError, UsageError, WeightsError
 from ..models.checkpoint import StateDict, clean_state_dict, load_into, read_checkpoint
 from ..models.retinaface import BGR_MEAN, RetinaFace, backbone_from_keys, decode_boxes, decode_landmarks, prior_boxes
 from .face import Face
@@ -180,26 +181,6 @@ def _filter_rows(rows: np.ndarray, height: int, width: int, opts: DetectorOption
 
 def _rows_to_faces(rows: np.ndarray) -> list[Face]:
     return [Face(box=r[:4], landmarks=r[5:15].reshape(5, 2), score=float(r[4])) for r in rows]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else the CPU; an unavailable CUDA device is a :class:`DeviceError`."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {device!r} requested but this machine has no usable CUDA device; use --device cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {device!r} requested but MPS is not available here; use --device cpu")
-    return dev
 
 
 # ----------------------------------------------------------------------------------------------------------

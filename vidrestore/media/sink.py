@@ -18,6 +18,7 @@ from typing import Callable
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 from ..errors import MediaError, UsageError
 from .probe import MediaInfo, open_input
@@ -246,18 +247,9 @@ class VideoSink:
             if frame.rotation:
                 self._video.set_display_rotation(frame.rotation)
             self._started = True
-        rgb = frame.rgb
-        if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
-            raise MediaError(f"internal: frame {frame.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {self.width}x{self.height}")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        vf = self._picture(frame)
         color = self.info.video.color
-        vf = vf.reformat(
-            format=self._video.pix_fmt,
-            dst_colorspace=sws_colorspace(color.space),
-            src_color_range=2,
-            dst_color_range=color.range or 1,
-            interpolation=SWS_FLAGS,
-        )
+        vf.pict_type = PictureType.NONE  # the encoder picks frame types; a decoded picture's type is no order
         vf.pts = frame.pts
         vf.time_base = frame.time_base
         vf.duration = frame.duration
@@ -279,6 +271,32 @@ class VideoSink:
         self._out.mux(packet)
         self.frames_written += 1
         self._pump(seconds + _INTERLEAVE_S)
+
+    def _picture(self, frame: Frame) -> av.VideoFrame:
+        """The picture to encode: the decoded one when nobody changed the frame and its format is the
+        encoder's (no RGB round trip, no loss), else the frame's RGB converted with the source's matrix."""
+        src = frame.source
+        if (
+            src is not None
+            and src.width == self.width
+            and src.height == self.height
+            and src.format.name == self._video.pix_fmt
+        ):
+            return src
+        rgb = frame.rgb
+        if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
+            raise MediaError(
+                f"internal: frame {frame.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {self.width}x{self.height}"
+            )
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        color = self.info.video.color
+        return vf.reformat(
+            format=self._video.pix_fmt,
+            dst_colorspace=sws_colorspace(color.space),
+            src_color_range=2,
+            dst_color_range=color.range or 1,
+            interpolation=SWS_FLAGS,
+        )
 
     def _mux_video(self, packets) -> None:
         for packet in packets:

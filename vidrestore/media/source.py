@@ -7,10 +7,10 @@ frames are not lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -32,25 +32,62 @@ def sws_colorspace(space: int) -> int:
     return _SWS_SPACE.get(int(space), 5)
 
 
-@dataclass
 class Frame:
     """One decoded frame: RGB pixels and where it sits in time.
 
     ``pts`` is in ``time_base`` units of the input video stream; ``duration`` likewise (0 if unknown).
     ``meta`` carries per-frame annotations added by later stages (faces, scene cut).
+
+    A frame straight from the decoder keeps the decoded picture (``source``) and converts it to RGB only when
+    ``rgb`` is first read. Assigning ``rgb`` drops ``source``: the encoder then encodes the new pixels; a frame
+    nobody changed is encoded from its decoded picture, with no RGB round trip at all.
     """
 
-    index: int
-    pts: int
-    time_base: Fraction
-    duration: int
-    rgb: np.ndarray
-    rotation: int = 0
-    meta: dict = field(default_factory=dict)
+    def __init__(
+        self,
+        index: int,
+        pts: int,
+        time_base: Fraction,
+        duration: int,
+        rgb: np.ndarray | None = None,
+        rotation: int = 0,
+        meta: dict | None = None,
+        source: av.VideoFrame | None = None,
+        to_rgb: Callable[[av.VideoFrame], np.ndarray] | None = None,
+    ) -> None:
+        if rgb is None and (source is None or to_rgb is None):
+            raise ValueError("a Frame needs rgb pixels or a decoded source with its converter")
+        self.index = index
+        self.pts = pts
+        self.time_base = time_base
+        self.duration = duration
+        self.rotation = rotation
+        self.meta = {} if meta is None else meta
+        self.source = source
+        self._rgb = rgb
+        self._to_rgb = to_rgb
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            self._rgb = self._to_rgb(self.source)
+        return self._rgb
+
+    @rgb.setter
+    def rgb(self, value: np.ndarray) -> None:
+        self._rgb = value
+        self.source = None  # the pixels changed: the decoded picture no longer stands for them
 
     @property
     def time(self) -> float:
         return float(self.pts * self.time_base)
+
+    def with_rgb(self, rgb: np.ndarray) -> "Frame":
+        """A new frame at the same time with other pixels (and no annotations)."""
+        return Frame(self.index, self.pts, self.time_base, self.duration, rgb=rgb, rotation=self.rotation)
+
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, pts={self.pts}, time_base={self.time_base}, duration={self.duration})"
 
 
 @dataclass
@@ -168,27 +205,31 @@ class VideoSource:
                 pts = last_pts + 1
                 self.stats.repaired_timestamps += 1
             last_pts = pts
-            rgb = vf.reformat(
-                format="rgb24",
-                src_colorspace=sws_colorspace(self.info.video.color.space),
-                src_color_range=vf.color_range or None,
-                dst_color_range=2,
-                interpolation=SWS_FLAGS,
-            ).to_ndarray()
             duration = int(vf.duration or 0) if vf.time_base in (None, time_base) else 0
             yield Frame(
                 index=index,
                 pts=int(pts),
                 time_base=time_base,
                 duration=duration or step,
-                rgb=rgb,
                 rotation=int(vf.rotation or 0),
+                source=vf,
+                to_rgb=self._to_rgb,
             )
             index += 1
             self.stats.frames = index
             last_end = float((pts + (duration or step)) * time_base)
         if index and self._start is None and self._end is None and self._ends_early(last_end):
             self.stats.truncated = True
+
+    def _to_rgb(self, vf: av.VideoFrame) -> np.ndarray:
+        """Decoded picture → RGB with the source's matrix and range, accurately rounded."""
+        return vf.reformat(
+            format="rgb24",
+            src_colorspace=sws_colorspace(self.info.video.color.space),
+            src_color_range=vf.color_range or None,
+            dst_color_range=2,
+            interpolation=SWS_FLAGS,
+        ).to_ndarray()
 
     def _ends_early(self, last_end: float) -> bool:
         """True when the header promised clearly more video than decoded (a cut-off download or copy)."""
