@@ -338,12 +338,8 @@ def _env_without_display() -> dict:
 
 
 def _live_command() -> list[str]:
-    """``python -m vidrestore live`` once the CLI dispatches it, else the module's own entry point."""
-    from vidrestore import cli
-
-    if "live" in getattr(cli, "SUBCOMMANDS", ()):
-        return [sys.executable, "-m", "vidrestore", "live"]
-    return [sys.executable, "-m", "vidrestore.live"]
+    """The command as users type it: ``vidrestore live``."""
+    return [sys.executable, "-m", "vidrestore", "live"]
 
 
 def test_no_display_prints_one_line(clip):

@@ -15,7 +15,6 @@ from . import __version__
 from .errors import VidrestoreError
 from .cli_options import add_encode_arguments, add_face_arguments, add_upscale_arguments, restore_options
 
-SUBCOMMANDS = ("weights", "batch", "still", "live")
 
 
 class _Parser(argparse.ArgumentParser):
