@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import DeviceError
@@ -42,3 +44,11 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise DeviceError(f"precision {precision} needs a CUDA device (got {device}); use fp32 on the CPU")
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise DeviceError("this GPU does not support bf16; use --precision fp16 or fp32")
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """The context a model runs in: nothing for fp32, CUDA autocast to fp16/bf16 otherwise."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)

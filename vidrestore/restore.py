@@ -20,7 +20,6 @@ a CPU without AMX is slower than fp32 while less accurate, so there is nothing t
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from .device import PRECISIONS, resolve_device
+from .device import autocast
 from .device import check_precision as _check_precision
 from .errors import CheckpointError, WeightsError
 from .models.checkpoint import load_into
@@ -62,7 +62,7 @@ def _u8_to_unit_lut() -> np.ndarray:
     return (t - np.float32(0.5)) / np.float32(0.5)
 
 
-def _check_faces(faces: np.ndarray, size: int) -> None:
+def check_faces(faces: np.ndarray, size: int) -> None:
     if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8:
         raise ValueError(f"faces must be a uint8 numpy array, got {type(faces).__name__} {getattr(faces, 'dtype', '')}")
     if faces.ndim != 4 or faces.shape[1:] != (size, size, 3):
@@ -83,7 +83,8 @@ def tensor_to_faces(x: torch.Tensor) -> np.ndarray:
     return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
+def batch_slices(n: int, size: int) -> Iterator[slice]:
+    """``slice``s of at most ``size`` covering ``range(n)``."""
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
@@ -157,16 +158,10 @@ class GFPGANRestorer:
         gen = torch.Generator().manual_seed(int(seed))
         return [torch.randn((batch, *shape[1:]), generator=gen) for shape in self.noise_shapes()]
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-
     def _forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with autocast(self.precision):
             y = self.model(x, noise)
         return y.float().clamp_(-1.0, 1.0)
 
@@ -184,17 +179,17 @@ class GFPGANRestorer:
         if n == 0:
             return torch.empty((0, 3, s, s), dtype=torch.float32, device=self.device)
         x = x.to(self.device, torch.float32)
-        outs = [self._forward(x[sl], _slice_noise(noise, sl, n, self.device)) for sl in _chunks(n, self.batch_size)]
+        outs = [self._forward(x[sl], _slice_noise(noise, sl, n, self.device)) for sl in batch_slices(n, self.batch_size)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @torch.inference_mode()
     def restore(self, faces: np.ndarray, noise: Sequence[torch.Tensor] | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) RGB → uint8 (N, S, S, 3) RGB restored, N >= 0, in chunks of ``batch_size``."""
         s = self.crop_size
-        _check_faces(faces, s)
+        check_faces(faces, s)
         n = faces.shape[0]
         out = np.empty((n, s, s, 3), dtype=np.uint8)
-        for sl in _chunks(n, self.batch_size):
+        for sl in batch_slices(n, self.batch_size):
             x = faces_to_tensor(faces[sl], self.device)
             out[sl] = tensor_to_faces(self._forward(x, _slice_noise(noise, sl, n, self.device)))
         return out
@@ -222,7 +217,7 @@ class IdentityRestorer:
         return x.to(self.device, torch.float32).clamp(-1.0, 1.0)
 
     def restore(self, faces: np.ndarray, noise: Sequence[torch.Tensor] | None = None) -> np.ndarray:
-        _check_faces(faces, self.crop_size)
+        check_faces(faces, self.crop_size)
         return faces.copy()
 
 

@@ -24,10 +24,9 @@ Licences: ``codeformer.pth`` is NTU S-Lab License 1.0 (non-commercial use only, 
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,8 +36,9 @@ from .models.checkpoint import clean_state_dict, load_into, read_checkpoint
 from .models.codeformer import CodeFormer
 from .models.restoreformer import RestoreFormer
 from .device import resolve_device
+from .device import autocast
 from .device import check_precision as _check_precision
-from .restore import faces_to_tensor, tensor_to_faces
+from .restore import batch_slices, check_faces, faces_to_tensor, tensor_to_faces
 
 __all__ = [
     "FACE_RESTORER_FILES",
@@ -77,11 +77,6 @@ def _check_fidelity(fidelity: float) -> float:
     return w
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 class _VQRestorer:
     """Shared batching, precision and conversion; subclasses define ``_run(x) -> unclamped output``."""
 
@@ -100,27 +95,13 @@ class _VQRestorer:
         self.batch_size = int(batch_size)
         self.model = model.eval().requires_grad_(False).to(device)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with autocast(self.precision):
             y = self._run(x)
         return y.float().clamp_(-1.0, 1.0)
-
-    def _check_faces(self, faces: np.ndarray) -> None:
-        s = self.crop_size
-        if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8:
-            kind = f"{type(faces).__name__} {getattr(faces, 'dtype', '')}"
-            raise ValueError(f"faces must be a uint8 numpy array, got {kind}")
-        if faces.ndim != 4 or faces.shape[1:] != (s, s, 3):
-            raise ValueError(f"faces must have shape (N, {s}, {s}, 3), got {faces.shape}")
 
     @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -135,7 +116,7 @@ class _VQRestorer:
         if n == 0:
             return torch.empty((0, 3, s, s), dtype=torch.float32, device=self.device)
         x = x.to(self.device, torch.float32)
-        outs = [self._forward(x[sl]) for sl in _chunks(n, self.batch_size)]
+        outs = [self._forward(x[sl]) for sl in batch_slices(n, self.batch_size)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @torch.inference_mode()
@@ -144,11 +125,11 @@ class _VQRestorer:
 
         ``noise`` is ignored (the model has none; the output is deterministic).
         """
-        self._check_faces(faces)
+        check_faces(faces, self.crop_size)
         s = self.crop_size
         n = faces.shape[0]
         out = np.empty((n, s, s, 3), dtype=np.uint8)
-        for sl in _chunks(n, self.batch_size):
+        for sl in batch_slices(n, self.batch_size):
             out[sl] = tensor_to_faces(self._forward(faces_to_tensor(faces[sl], self.device)))
         return out
 

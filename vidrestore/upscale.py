@@ -44,7 +44,6 @@ GFPGAN's half-pixel convention, so faces can be pasted at the upscaled geometry.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import PRECISIONS, resolve_device
+from .device import autocast
 from .device import check_precision as _check_precision
 from .errors import DeviceError, UsageError
 
@@ -367,16 +367,10 @@ class RealESRGANUpscaler:
 
     # -- core ----------------------------------------------------------------------------------------------
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with autocast(self.precision):
             return self.model(x).float()
 
     def _tiled(self, img: torch.Tensor, tile: int) -> torch.Tensor:
