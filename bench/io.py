@@ -7,6 +7,11 @@ Prints a table: frames/s of the raw loop and of vidrestore on the same clip in t
 round trip) and once with every frame changed in RGB (what frames with faces cost: the accurate,
 bias-free colour conversion both ways) — and the peak RSS of vidrestore on a clip and on a 10× longer clip, each in a fresh process
 (target ratio ≤ 1.1).
+
+Face-stage memory (``--face-frames N``, 0 to skip; ``--faces-only`` for just this table): peak RSS (VmHWM)
+of a face run through the public API — the package's ScriptedDetector and IdentityRestorer, no parsing —
+on N and 10×N frames at ``--size``, each in a fresh process, with a face in the first 4 frames only and
+with a face in every frame (target ratio ≤ 1.15).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def raw_loop(src: Path, dst: Path, crf: int, preset: str) -> int:
 def touch_rgb(frames):
     """A stage that changes every frame (as if each had a face): forces the RGB conversion both ways."""
     for frame in frames:
-        frame.rgb = frame.rgb
+        frame.rgb = frame.rgb.copy()  # new pixels (the same values): the frame counts as changed
         yield frame
 
 
@@ -79,6 +84,85 @@ def run_ours(src: Path, dst: Path, crf: int, preset: str, mode: str = "none") ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def faces_child(src: str, dst: str, mode: str) -> None:
+    """One face run in this (fresh) process; prints its frames, seconds and peak RSS as JSON."""
+    import numpy as np
+
+    from vidrestore import restore_video
+    from vidrestore.faces.align import FFHQ_TEMPLATE_512
+    from vidrestore.faces.detect import ScriptedDetector
+    from vidrestore.faces.face import Face
+    from vidrestore.media.probe import probe
+    from vidrestore.restore import IdentityRestorer
+
+    video = probe(src).video
+    template = np.array(FFHQ_TEMPLATE_512, dtype=np.float64)
+    landmarks = (template - template.mean(0)) * (video.height / 1200) + [video.width / 2, video.height / 2]
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    face = Face(box=np.r_[lo - 0.6 * (hi - lo), hi + 0.6 * (hi - lo)], landmarks=landmarks, score=0.99)
+    first = 4 if mode == "once" else None
+    detector = ScriptedDetector(lambda i, frame: [face] if first is None or i < first else [])
+    t = time.perf_counter()
+    stats = restore_video(src, dst, restorer=IdentityRestorer(), detector=detector, parse=False, overwrite=True)
+    seconds = time.perf_counter() - t
+    status = Path("/proc/self/status")
+    hwm = [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+    rss_mb = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"frames": stats.frames, "faces": stats.faces, "seconds": seconds, "rss_mb": rss_mb}))
+
+
+def run_faces(src: Path, dst: Path, mode: str) -> dict:
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.io import faces_child; faces_child(*sys.argv[1:4])"
+    out = subprocess.run([sys.executable, "-c", code, str(src), str(dst), mode], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def face_memory_table(frames: int, w: int, h: int, fps: int, modes: str = "once,every") -> None:
+    """Peak RSS of the face stage on ``frames`` and 10× ``frames`` frames, faces on (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        short = make_clip(tmp / "fshort.mp4", Clip(frames=frames, width=w, height=h, fps=fps))
+        long = make_clip(tmp / "flong.mp4", Clip(frames=frames * 10, width=w, height=h, fps=fps))
+        print(f"face stage: {w}x{h}, {frames} and {frames * 10} frames, scripted face, identity restorer, no parsing")
+        print(f"{'measure':<52}{'value':>12}{'target':>10}{'time':>8}")
+        labels = {"once": "face in first 4 frames", "every": "face in every frame"}
+        for mode, label in ((m, labels[m]) for m in modes.split(",")):
+            a = run_faces(short, tmp / "fs.mp4", mode)
+            b = run_faces(long, tmp / "fl.mp4", mode)
+            print(f"{f'peak RSS, {label}, {frames} frames (MiB)':<52}{a['rss_mb']:>12.1f}{'':>10}{a['seconds']:>7.0f}s")
+            print(f"{f'peak RSS, {label}, {frames * 10} frames (MiB)':<52}{b['rss_mb']:>12.1f}{'':>10}"
+                  f"{b['seconds']:>7.0f}s")
+            print(f"{'RSS ratio long / short, ' + label:<52}{b['rss_mb'] / a['rss_mb']:>12.2f}{'≤ 1.15':>10}")
+
+
+def psnr_table(crf: int = 18) -> None:
+    """Per archive format: vidrestore `--model none` vs FFmpeg's own `libx264 -crf 18 -preset medium` (same input,
+    same run), PSNR over the input's own pixel format (no RGB) — target: delta ≥ -0.5 dB."""
+    from media_formats import FORMATS, decode, ffmpeg_baseline, make_format, psnr
+
+    from vidrestore import restore_video
+
+    print(f"{'format':<10}{'out':<5}{'pix_fmt in':<13}{'pix_fmt out':<13}{'vidrestore dB':>14}{'ffmpeg dB':>11}{'delta':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, f in FORMATS.items():
+            src = make_format(tmp / f"{name}{f.ext}", f)
+            ref = decode(src)
+            base = psnr(ref, decode(ffmpeg_baseline(src, tmp / f"{name}_base.mkv", crf)))
+            for ext in (".mkv", ".mp4"):
+                out = tmp / f"{name}_ours{ext}"
+                try:
+                    restore_video(src, out, model="none", crf=crf, overwrite=True, notice=lambda _m: None)
+                except Exception as exc:  # noqa: BLE001 - a row that says what failed, not a stopped table
+                    print(f"{name:<10}{ext:<5}{ref[0].format.name:<13}failed: {str(exc).splitlines()[0][:60]}")
+                    continue
+                got = decode(out)
+                ours = psnr(ref, got)
+                print(f"{name:<10}{ext:<5}{ref[0].format.name:<13}{got[0].format.name:<13}"
+                      f"{ours:>14.2f}{base:>11.2f}{ours - base:>8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -87,8 +171,18 @@ def main() -> None:
     ap.add_argument("--crf", type=int, default=18)
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--face-frames", type=int, default=200, help="face-stage memory rows: N and 10×N frames (0: skip)")
+    ap.add_argument("--faces-only", action="store_true", help="only the face-stage memory rows")
+    ap.add_argument("--face-modes", default="once,every", help="once (a face in the first 4 frames), every, or both")
+    ap.add_argument("--psnr-only", action="store_true", help="only the per-format PSNR table")
     args = ap.parse_args()
+    if args.psnr_only:
+        psnr_table(args.crf)
+        return
     w, h = map(int, args.size.split("x"))
+    if args.faces_only:
+        face_memory_table(args.face_frames, w, h, args.fps, args.face_modes)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         frames = int(args.seconds * args.fps)
@@ -116,6 +210,9 @@ def main() -> None:
     print(f"{'peak RSS, clip (MiB)':<44}{short_run['rss_mb']:>12.1f}")
     print(f"{'peak RSS, 10× longer clip (MiB)':<44}{long_run['rss_mb']:>12.1f}")
     print(f"{'RSS ratio long / short':<44}{long_run['rss_mb'] / short_run['rss_mb']:>12.2f}{'≤ 1.10':>10}")
+    if args.face_frames > 0:
+        face_memory_table(args.face_frames, w, h, args.fps, args.face_modes)
+    psnr_table(args.crf)
 
 
 if __name__ == "__main__":

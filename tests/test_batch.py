@@ -117,21 +117,29 @@ def test_folder_mirrored_one_bad_file_listed_then_rerun_skips(folder, tmp_path, 
 
 
 def test_retry_failed(tmp_path):
+    """A file that is itself bad is not tried again unless asked; one blocked by its surroundings (an output
+    that exists) is retried by a plain rerun."""
     src = tmp_path / "in"
     src.mkdir()
     make_clip(src / "x.mp4", Clip(frames=12))
+    (src / "bad.mp4").write_bytes(np.random.default_rng(3).integers(0, 256, 5000, np.uint8).tobytes())
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.mp4").write_bytes(b"someone else's file")
     kw = dict(model="none", preset="ultrafast", engine="inline")
     r = restore_folder(src, out, **kw)
-    assert r.exit_code == 1 and "already exists" in r.failed[0].error
+    status = {f.input: f for f in r.files}
+    assert r.exit_code == 1 and "already exists" in status["x.mp4"].error
+    assert status["x.mp4"].kind == "environment" and status["bad.mp4"].kind == "input"
+    entries = json.loads((out / batch.MANIFEST).read_text())["files"]
+    assert entries["x.mp4"]["kind"] == "environment" and entries["bad.mp4"]["kind"] == "input"
     (out / "x.mp4").unlink()
     r = restore_folder(src, out, **kw)
-    assert [f.status for f in r.files] == ["failed-earlier"] and r.exit_code == 1
-    r = restore_folder(src, out, retry_failed=True, **kw)
-    assert [f.status for f in r.files] == ["ok"] and r.exit_code == 0
+    assert {f.input: f.status for f in r.files} == {"x.mp4": "ok", "bad.mp4": "failed-earlier"}
+    assert r.exit_code == 1
     assert len(video_timestamps(out / "x.mp4")[0]) == 12
+    r = restore_folder(src, out, retry_failed=True, **kw)
+    assert {f.input: f.status for f in r.files} == {"x.mp4": "skipped", "bad.mp4": "failed"}
 
 
 def test_identical_copies_are_two_jobs(tmp_path):

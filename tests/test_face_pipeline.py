@@ -21,6 +21,8 @@ from media import decoded_frames, stream_digests, video_timestamps
 from vidrestore.faces.align import FFHQ_TEMPLATE_512, estimate_affine, invert_affine
 from vidrestore.faces.detect import ScriptedDetector
 from vidrestore.faces.face import Face
+from vidrestore.faces.stage import FaceOptions, FaceStage
+from vidrestore.media.source import Frame
 from vidrestore.restore import IdentityRestorer
 
 W, H, N = 320, 240, 48
@@ -86,6 +88,18 @@ class InvertRestorer:
 
     def restore(self, faces: np.ndarray) -> np.ndarray:
         return 255 - faces
+
+
+class ShapeSensitiveRestorer:
+    """Inverts each face and darkens it by the number of faces in the call, as a kernel whose numerics depend on
+    the batch shape would: its output is independent of batching only if every call has the same shape."""
+
+    def __init__(self) -> None:
+        self.shapes: list[int] = []
+
+    def restore(self, faces: np.ndarray) -> np.ndarray:
+        self.shapes.append(len(faces))
+        return (255 - faces).clip(4 * len(faces), None) - 4 * len(faces)
 
 
 def mark_centroid(frame: np.ndarray, near: np.ndarray, radius: int = 20) -> np.ndarray:
@@ -154,12 +168,17 @@ def test_identity_restorer_adds_no_flicker_and_reports(moving_clip, tmp_path):
 
 
 def test_output_is_bit_identical_across_batch_sizes(moving_clip, tmp_path):
+    """The padded micro-batch path on the CPU: batches of 1, 3 and 8 faces all reach the restorer as calls of 4
+    (padded), so a restorer whose output depends on the call's shape still gives the same pixels."""
     src, truth, raw = moving_clip
     results = []
     for batch in (1, 3, 8):
         out = tmp_path / f"b{batch}.mkv"
         detector = ScriptedDetector([[face_at(lm)] for lm in raw])
-        restore(src, out, restorer=InvertRestorer(), detector=detector, batch_size=batch, codec="ffv1")
+        restorer = ShapeSensitiveRestorer()
+        restore(src, out, restorer=restorer, detector=detector, batch_size=batch, codec="ffv1",
+                face_options={"micro_batch": 4})
+        assert set(restorer.shapes) == {4} and len(restorer.shapes) >= N // 4
         results.append(decoded_frames(out))
     assert all(np.array_equal(a, b) for a, b in zip(results[0], results[1]))
     assert all(np.array_equal(a, b) for a, b in zip(results[0], results[2]))
@@ -195,19 +214,18 @@ def test_two_crossing_faces_keep_their_ids(astronaut, true_landmarks, tmp_path):
         script.append([face_at(la), face_at(lb)][:: 1 if t % 2 else -1])  # detection order shuffles
         truth.append((la, lb))
     src = write_clip(tmp_path / "two.mp4", frames, audio=False)
-    seen: dict[int, list[float]] = {}
-
-    def spy(stream):
-        for frame in stream:
-            yield frame
-
     stats = vidrestore.restore_video(src, tmp_path / "two_out.mp4", restorer=IdentityRestorer(),
                                      detector=ScriptedDetector(script), parse=False)
-    stage = stats.stage
     assert stats.tracks == 2
-    # follow the tracks through the report's smoothed landmarks: each id moves one way only
-    for tid, t in stage.report.tracks.items():
-        xs = [lm[:, 0].mean() for lm in t.smooth]
+    # follow the tracks through the faces the stage hands on with each frame: each id moves one way only
+    stage = FaceStage(ScriptedDetector(script), IdentityRestorer(), FaceOptions(parse=False))
+    xs_of: dict[int, list[float]] = {}
+    for frame in stage(in_memory(decoded_frames(src))):
+        for face in frame.meta["faces"]:
+            xs_of.setdefault(face.track_id, []).append(face.landmarks[:, 0].mean())
+    assert len(xs_of) == 2
+    seen: dict[int, list[float]] = {}
+    for tid, xs in xs_of.items():
         steps = np.sign(np.diff(xs))
         assert abs(steps.sum()) >= len(steps) - 2, (tid, xs)
         seen[tid] = xs
@@ -269,3 +287,125 @@ def test_detect_every_k_predicts_between_detections(moving_clip, tmp_path):
     true_pos = [nose_of(lm) for lm in truth]
     got = np.array([mark_centroid(f, p) for f, p in zip(frames, true_pos)])
     assert np.linalg.norm(got - np.array(true_pos), axis=1).mean() < 3.0
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+
+
+def in_memory(images, start: int = 0):
+    for i, img in enumerate(images, start):
+        yield Frame(i, i, Fraction(1, 24), 1, rgb=img)
+
+
+class NoisyIdentityRestorer:
+    """Identity on the faces; takes per-track noise as GFP-GAN does, so the noise state is exercised too."""
+
+    noise_shapes = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def restore(self, faces: np.ndarray, noise=None) -> np.ndarray:
+        assert noise is not None and len(noise[0]) == len(faces)
+        self.calls += 1
+        return faces.copy()
+
+
+TINY = (48, 64)  # h, w of the long-run frames: enough for the scene-cut thumbnail, cheap to paste on
+
+
+def tiny_face(x: float, y: float = 24.0) -> Face:
+    template = np.array(FFHQ_TEMPLATE_512, dtype=np.float64)
+    return face_at((template - template.mean(0)) * 0.05 + [x, y])
+
+
+def run_counting(stage: FaceStage, n: int, seconds: float = 120.0, on_yield=None) -> tuple[int, list]:
+    """Runs ``stage`` on ``n`` tiny frames; returns the most frames ever in flight (taken from the input, not yet
+    yielded) and the frames that carried faces. Fails, rather than stalls, past ``seconds``."""
+    import time
+
+    rng = np.random.default_rng(0)
+    still = rng.integers(60, 200, (*TINY, 3), dtype=np.uint8)  # one scene: no cuts
+    count = {"taken": 0, "yielded": 0, "peak": 0}
+    started = time.monotonic()
+
+    def source():
+        for i in range(n):
+            count["taken"] += 1
+            count["peak"] = max(count["peak"], count["taken"] - count["yielded"])
+            assert time.monotonic() - started < seconds, f"too slow: {i} frames in {seconds} s"
+            yield Frame(i, i, Fraction(1, 24), 1, rgb=still.copy())
+
+    with_faces = []
+    for i, frame in enumerate(stage(source())):
+        assert frame.index == i
+        count["yielded"] += 1
+        if frame.meta["faces"]:
+            with_faces.append(i)
+        if on_yield is not None:
+            on_yield(stage)
+    assert count["yielded"] == n
+    return count["peak"], with_faces
+
+
+def test_a_face_seen_once_does_not_hold_the_frames_after_it():
+    """A face in the first 4 frames, then 5,000 frames without one: before the fix every frame after the face
+    waited for a batch that never filled."""
+    script = [[tiny_face(30.0)] for _ in range(4)]
+    restorer = NoisyIdentityRestorer()
+    stage = FaceStage(ScriptedDetector(script), restorer, FaceOptions(parse=False, batch_size=8))
+    assert stage.window == 8 + 10 + 8
+    peak, with_faces = run_counting(stage, 5004)
+    assert 8 + 10 <= peak <= stage.window, peak
+    assert with_faces[:4] == [0, 1, 2, 3] and restorer.calls >= 1  # the face was restored (a partial batch)
+
+
+@pytest.mark.parametrize("faces_per_frame", [1, 3])
+def test_faces_in_every_frame_stay_within_the_window(faces_per_frame):
+    script = lambda i, frame: [tiny_face(12.0 + 20 * k) for k in range(faces_per_frame)]  # noqa: E731
+    stage = FaceStage(ScriptedDetector(script), NoisyIdentityRestorer(), FaceOptions(parse=False, batch_size=8))
+    peak, with_faces = run_counting(stage, 120)
+    assert 8 + 10 <= peak <= stage.window, peak
+    assert len(with_faces) >= 120 - 2
+
+
+def test_per_track_state_stays_bounded_as_tracks_come_and_go():
+    """30 tracks, each seen for 12 frames then gone for 13: blend state, noise, masks and previous crops exist
+    only for tracks seen lately, and the report keeps figures, not histories."""
+    period, seen_for, tracks = 25, 12, 30
+
+    def script(i, frame):
+        k, phase = divmod(i, period)
+        return [tiny_face(20.0 + (k % 3) * 10)] if phase < seen_for else []
+
+    stage = FaceStage(ScriptedDetector(script), NoisyIdentityRestorer(), FaceOptions(parse=False, batch_size=4))
+    sizes = []
+
+    def measure(stage):
+        sizes.append(max(len(stage._live), len(stage._blender.track_ids), len(stage._noise._cache)))
+
+    run_counting(stage, period * tracks, on_yield=measure)
+    assert len(stage.report.tracks) == tracks
+    assert max(sizes) <= 2, max(sizes)
+    for t in stage.report.tracks.values():  # constant-size figures per track, whatever its length
+        assert t.frames >= seen_for - 2 and t.smooth.value is not None and t.pairs >= seen_for - 3
+        assert all(not isinstance(v, (list, dict)) for v in vars(t).values())
+
+
+def test_frames_before_a_cut_finish_as_if_the_clip_ended_there():
+    """At a scene cut the blend state is dropped only after the frames before the cut are finished: they come
+    out exactly as they would if the clip ended at the cut (before, the state was dropped while the last
+    ~lag frames before the cut still waited, so their faces jumped)."""
+    rng = np.random.default_rng(1)
+    scene_a, scene_b = (rng.integers(0, 256, (*TINY, 3), dtype=np.uint8) for _ in range(2))
+    images = [(scene_a if i < 30 else scene_b).copy() for i in range(45)]
+    script = lambda i, frame: [tiny_face(20.0 + 0.5 * i)]  # noqa: E731
+
+    def run(n):
+        stage = FaceStage(ScriptedDetector(script), InvertRestorer(), FaceOptions(parse=False, batch_size=4))
+        return [f.rgb.copy() for f in stage(in_memory(images[:n]))], stage.report
+
+    whole, report = run(45)
+    alone, _ = run(30)
+    assert report.cuts == 1
+    assert all(np.array_equal(a, b) for a, b in zip(whole[:30], alone))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -137,6 +138,130 @@ def test_preview_reprojects_the_cached_face_onto_the_current_frame():
     preview.toggle_split()
     split = preview.render(_frame(5, rgbs[5]))
     assert np.array_equal(split[:, : W // 2 - 1], rgbs[5][:, : W // 2 - 1])
+
+
+class ScriptedFaces:
+    """A detector that follows a script: track k is a face at slot ``k % 4`` for ``life`` frames from frame ``every*k``.
+
+    At most ``ceil(life / every)`` scripted faces are on screen at once; ``tracks`` faces come and go in all.
+    """
+
+    def __init__(self, tracks: int = 50, every: int = 6, life: int = 15) -> None:
+        self.tracks, self.every, self.life = tracks, every, life
+        self.frame = 0
+
+    def on_screen(self, i: int) -> list[int]:
+        return [k for k in range(self.tracks) if self.every * k <= i < self.every * k + self.life]
+
+    @property
+    def frames(self) -> int:
+        return self.every * (self.tracks - 1) + self.life
+
+    def detect(self, frames):
+        out = []
+        for _ in frames:
+            faces = []
+            for k in self.on_screen(self.frame):
+                x0, y0 = 20 + 70 * (k % 4), 40
+                lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * 48 + [x0, y0]
+                faces.append(Face(box=[x0, y0, x0 + 48, y0 + 48], landmarks=lm, score=0.99))
+            out.append(faces)
+            self.frame += 1
+        return out
+
+
+class NoiseAwareIdentity:
+    """An identity restorer that takes per-track noise (as GFP-GAN does) and remembers which noise it saw."""
+
+    device = "cpu"
+    noise_shapes = True  # LivePreview only asks whether the restorer takes noise
+
+    def __init__(self) -> None:
+        self.seen: set[float] = set()
+
+    def restore(self, faces, noise=None):
+        assert noise is not None and all(n.shape[0] == len(faces) for n in noise)
+        self.seen.update(float(v) for v in noise[0][:, 0, 0, 0])  # each track's noise differs: one value per track
+        return faces.copy()
+
+
+class OnesParser:
+    def face_masks(self, crops):
+        return np.ones((len(crops), 512, 512), np.float32)
+
+
+def _assert_bounded(preview: LivePreview, threaded: bool) -> dict:
+    sizes = preview.per_track_entries()
+    live = sizes.pop("live_tracks")
+    assert live <= 5, sizes  # <= 3 faces on screen at once, plus tracks coasting before they end
+    for name, n in sizes.items():
+        if threaded:  # the restorer may hold the tracks of the job under way (<= 3) besides those it kept
+            assert n <= 5 + 3, (name, n, live, sizes)
+        else:
+            assert n <= live + 2, (name, n, live, sizes)
+    return sizes
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_per_track_state_stays_bounded_as_50_tracks_come_and_go(threaded):
+    detector, restorer = ScriptedFaces(tracks=50), NoiseAwareIdentity()
+    preview = LivePreview(detector, restorer, OnesParser(), threaded=threaded)
+    rgb = np.full((240, 320, 3), 100, np.uint8)
+    cut_at = detector.frames // 2
+    peak: dict = {}
+    deadline = time.monotonic() + 120
+    with preview:
+        for i in range(detector.frames + 12):  # + frames without faces: every track ends
+            frame = _frame(i, rgb)
+            if i == cut_at:
+                frame.meta["cut"] = True  # a scene cut while faces are on screen
+            preview.submit(frame)
+            if threaded:  # let the workers keep up with the script (bounded)
+                while preview._to_detect._full and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                time.sleep(0.004)
+            preview.render(frame)
+            for name, n in _assert_bounded(preview, threaded).items():
+                peak[name] = max(peak.get(name, 0), n)
+            if i == cut_at and not threaded:  # nothing of the previous scene survives the cut
+                assert preview.per_track_entries()["cache"] == 0
+        assert time.monotonic() < deadline, "the workers did not keep up"
+        if threaded:  # the restorer drops the state of ended tracks on its own, without a new face
+            end = time.monotonic() + 10
+            while preview.per_track_entries()["held"] and time.monotonic() < end:
+                time.sleep(0.01)
+    assert not preview.busy
+    assert len(restorer.seen) >= (30 if threaded else 50)  # ~50 different tracks were restored (threaded: some skipped)
+    assert peak["noise"] >= 2 and peak["blend"] >= 2 and peak["masks"] >= 2  # the state was really used
+    final = preview.per_track_entries()
+    assert all(n == 0 for n in final.values()), final
+
+
+@pytest.mark.parametrize("width", [160, 640, 1280])
+def test_hud_text_is_clean_and_legible(width):
+    """One pass of white text on a dark panel: no stray dark glyphs (OpenCV 5 garbled the thick-outline HUD)."""
+    from vidrestore.live import _hud_lines, draw_hud
+
+    lines = _hud_lines({"source_fps": 25.0, "shown_fps": 24.9, "restore_ms": 512.3, "faces": 2,
+                        "split": True, "recording": True})
+    frame = np.full((width * 3 // 4, width, 3), 200, np.uint8)
+    hud = draw_hud(frame.copy(), lines)
+    ys, xs = np.nonzero((hud != frame).any(axis=-1))
+    assert xs.max() < min(width, 300) and ys.max() < 60  # only a small corner is touched
+    panel = hud[: ys.max() + 1, : xs.max() + 1]
+    assert np.median(panel) < 100  # a dark panel behind the text
+    text = (panel >= 150).all(axis=-1)
+    assert text.sum() > 200 * len(lines) * min(1.0, width / 640)  # the text is there
+    # no dark glyphs beside the white ones (OpenCV 5 draws a thick outline with wider glyphs: black blobs)
+    near_text = cv2.dilate((hud >= 150).all(axis=-1).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert not ((hud < 30).all(axis=-1) & ~near_text).any()
+    # the lines do not overlap: rows holding text form one band per line, with a gap between them
+    rows = text.any(axis=1).astype(np.int8)
+    assert int((np.diff(rows) == 1).sum() + rows[0]) == len(lines)
+    # a view (not contiguous) is drawn on a copy and returned, not lost
+    view = frame[:, ::-1]
+    drawn = draw_hud(view, lines)
+    assert np.array_equal(drawn, hud) and (view == 200).all()
 
 
 def test_parse_source_and_address(tmp_path):
@@ -348,6 +473,50 @@ def test_no_display_prints_one_line(clip):
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--serve" in lines[0] and "display" in lines[0]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_works_without_a_display(clip, sig):
+    """The README's example, ``vidrestore live --source clip.mp4 --serve PORT``, with no display and no --no-window."""
+    port = _free_port()
+    proc = subprocess.Popen(_live_command() + ["--source", str(clip), "--loop", "--model", "none",
+                                               "--serve", f"127.0.0.1:{port}", "--duration", "90"],
+                            env=_env_without_display(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        page, deadline = None, time.monotonic() + 60  # imports are slow on a busy 2-core machine
+        while page is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert page is not None, f"no page at {url}; exit {proc.poll()}"
+        assert "/stream.mjpg" in page
+        jpeg = urllib.request.urlopen(url + "snapshot.jpg", timeout=5).read()
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape == (H, W, 3) and img.max() > 100
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "no display" in err and "no window" in err
+    assert f"serving the preview at {url}" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted:" if sig == signal.SIGINT else "stopped:"), err
+    assert " frames shown in " in last
 
 
 # ------------------------------------------------------------------------------------------------ the window

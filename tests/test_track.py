@@ -10,6 +10,7 @@ from vidrestore.faces.track import (
     DEFAULT_CUT_THRESHOLD,
     FaceTracker,
     FixedLagSmoother,
+    RunningJitter,
     TrackerOptions,
     box_iou,
     is_scene_cut,
@@ -99,6 +100,18 @@ def test_jitter_metrics_on_white_noise():
     assert landmark_jitter(np.linspace(0, 50, 30)[:, None, None] * np.ones((30, 5, 2))) == pytest.approx(0.0, abs=1e-9)
     assert landmark_jitter(noisy[:2]) == 0.0
     assert mean_offset(truth + [3.0, 4.0], truth) == pytest.approx(5.0)
+
+
+def test_running_jitter_matches_landmark_jitter_in_constant_memory():
+    rng = np.random.default_rng(5)
+    seq = sinusoid_path(500)[:, None, :] + OFFSETS + rng.normal(0, 2.0, (500, 5, 2))
+    running = RunningJitter()
+    for k, lm in enumerate(seq):
+        running.push(lm)
+        if k == 1:
+            assert running.value is None  # fewer than 3 frames: no figure, as the report had
+    assert running.value == pytest.approx(landmark_jitter(seq), rel=1e-12)
+    assert all(np.size(v) <= 10 for v in vars(running).values())
 
 
 # ------------------------------------------------------------------------------------------ tracking
@@ -300,3 +313,21 @@ def test_small_grey_is_an_area_mean():
     assert np.allclose(thumb[:, :32], 0) and np.allclose(thumb[:, 32:], 1.0, atol=1e-6)
     with pytest.raises(ValueError):
         small_grey(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_tracker_state_stays_bounded_as_many_tracks_come_and_go():
+    """200 faces, each seen for 10 frames then gone: the tracker and the smoother keep only recent tracks."""
+    rng = np.random.default_rng(6)
+    opts = TrackerOptions(lag=6)
+    smoother = FixedLagSmoother(opts)
+    sizes, ids = [], set()
+    for i in range(200 * 20):
+        k, phase = divmod(i, 20)
+        centre = np.array([150.0 + 200 * (k % 2), 200.0])
+        for _, faces in smoother.push(i, [detection(centre, rng)] if phase < 10 else []):
+            ids.update(f.track_id for f in faces)
+        tracker = smoother.tracker
+        sizes.append(len(tracker._tracks) + len(tracker._ended) + len(smoother._pending))
+        assert all(len(t.history) <= opts.lag + 1 for t in tracker._tracks + tracker._ended)
+    assert len(ids) == 200
+    assert max(sizes) <= opts.lag + 3, max(sizes)

@@ -12,7 +12,10 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +50,7 @@ class FileServer(ThreadingHTTPServer):
         self.cut_after = 0
         self.lock = threading.Lock()
         self.requests: list[dict[str, str | int | None]] = []
+        self.hold: threading.Event | None = None  # when set: every answer waits for it (at most 60 s)
 
     @property
     def base_url(self) -> str:
@@ -69,6 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
             record: dict[str, str | int | None] = {"path": self.path, "range": rng, "status": None}
             srv.requests.append(record)
             first = len(srv.requests) == 1
+        if srv.hold is not None:
+            srv.hold.wait(60)
         if srv.mode == "404" or name not in srv.files:
             record["status"] = 404
             self.send_error(404, "Not Found")
@@ -150,6 +156,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
     try:
         yield srv
     finally:
+        if srv.hold is not None:
+            srv.hold.set()
         srv.shutdown()
         srv.server_close()
         thread.join(5)
@@ -503,3 +511,176 @@ def test_cli_fetch(server: FileServer, tmp_path: Path, capsys: pytest.CaptureFix
         _cli(["fetch", "nope", "--weights-dir", str(folder)], registry=TEST_REGISTRY, options=FAST)
     with pytest.raises(WeightsError, match="--all"):
         _cli(["fetch", "--weights-dir", str(folder)], registry=TEST_REGISTRY, options=FAST)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Two processes, one download (the lock); every missing file named at once
+
+
+_CHILD = """
+import sys
+import vidrestore.weights as w
+folder, size, sha = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+entry = w.WeightFile(name="fake.pth", url="https://example.invalid/releases/download/v0/fake.pth", size=size,
+                     sha256=sha, licence="MIT (test)", licence_url="https://example.invalid/LICENSE")
+opts = w.DownloadOptions(retries=1, backoff=0.01, timeout=30.0, chunk_size=16 * 1024)
+print(w.resolve_weights("fake.pth", folder, registry={entry.name: entry}, progress=False, options=opts))
+"""
+
+
+def _drain(stream: object, lines: list[str], seen: threading.Event, marker: str) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.append(line)
+        if marker in line:
+            seen.set()
+
+
+def test_two_processes_fetching_one_file_download_it_once(server: FileServer, tmp_path: Path) -> None:
+    folder = tmp_path / "shared-weights"
+    server.hold = threading.Event()  # the first answer waits until the other process is seen waiting
+    args = [sys.executable, "-c", _CHILD, str(folder), str(FAKE.size), FAKE.sha256]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        for _ in range(2)
+    ]
+    out: list[list[str]] = [[], []]
+    err: list[list[str]] = [[], []]
+    waiting = threading.Event()
+    done = threading.Event()
+    readers = [
+        threading.Thread(target=_drain, args=(p.stdout, out[i], done, "fake.pth"), daemon=True)
+        for i, p in enumerate(procs)
+    ] + [
+        threading.Thread(target=_drain, args=(p.stderr, err[i], waiting, "waiting for another process"), daemon=True)
+        for i, p in enumerate(procs)
+    ]
+    for t in readers:
+        t.start()
+    try:
+        assert waiting.wait(60), f"no process waited for the other: {err}"
+        assert len(server.requests) == 1  # the first is still held inside its download
+        server.hold.set()
+        codes = [p.wait(timeout=60) for p in procs]
+    finally:
+        server.hold.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    for t in readers:
+        t.join(10)
+        assert not t.is_alive()
+    assert codes == [0, 0], err
+    assert len(server.requests) == 1 and server.requests[0]["status"] == 200
+    paths = {"".join(o).strip() for o in out}
+    assert paths == {str(folder / "fake.pth")}
+    assert (folder / "fake.pth").read_bytes() == PAYLOAD
+    assert not (folder / "fake.pth.part").exists()
+
+
+def test_a_lock_held_elsewhere_is_waited_for_then_the_file_is_verified(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filelock import FileLock
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    held = threading.Event()
+
+    def finish_elsewhere() -> None:  # what the other process does while it holds the lock
+        with FileLock(str(folder / ".fake.pth.lock")):
+            held.set()
+            time.sleep(w.LOCK_NOTICE_AFTER + 0.3)
+            (folder / "fake.pth").write_bytes(PAYLOAD)
+
+    t = threading.Thread(target=finish_elsewhere, daemon=True)
+    t.start()
+    assert held.wait(10)
+    assert w.download_weights(FAKE, folder, progress=False, options=FAST) == folder / "fake.pth"
+    t.join(10)
+    assert server.requests == []  # nothing downloaded: the finished file passed its sha256 check
+    assert "waiting for another process that is downloading fake.pth" in capsys.readouterr().err
+
+
+def test_a_bad_file_left_by_another_process_is_downloaded_again(server: FileServer, tmp_path: Path) -> None:
+    folder = _put(tmp_path / "w", "fake.pth", bytes(len(PAYLOAD))).parent  # right size, wrong bytes
+    assert w.download_weights(FAKE, folder, progress=False, options=FAST).read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+
+
+def test_missing_files_are_all_named_in_one_message(server: FileServer, tmp_path: Path) -> None:
+    server.mode = "404"
+    folder = tmp_path / "w"
+    _put(folder, "nc.pth", OTHER)  # present: not named
+    with pytest.raises(WeightsError) as info:
+        w.resolve_many(["fake", "nc.pth", "md5only.pth"], folder, registry=TEST_REGISTRY, options=FAST,
+                       progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("2 weight file(s) missing")
+    for name in ("fake.pth", "md5only.pth"):
+        assert f"{name} from {server.base_url}/{name}" in msg
+    assert "nc.pth" not in msg.split("(problems")[0].replace("md5only", "")
+    assert f"Put each in {folder}" in msg and "weights fetch fake.pth md5only.pth" in msg and "HTTP 404" in msg
+    assert len(server.requests) == 2  # each missing file was tried; the present one was not fetched
+    found = w.resolve_many(["nc"], folder, registry=TEST_REGISTRY, download=False)
+    assert found == {"nc": folder / "nc.pth"}
+
+
+def test_a_run_resolves_every_file_it_needs_before_starting(server: FileServer, tmp_path: Path) -> None:
+    from vidrestore.restore import resolve_run_weights, run_weight_files
+
+    needed = run_weight_files("gfpgan-1.4", "retinaface_resnet50", parse=True, upscale=2)
+    assert needed == ["RealESRGAN_x2plus.pth", "GFPGANv1.4.pth", "detection_Resnet50_Final.pth",
+                      "parsing_parsenet.pth"]
+    assert run_weight_files("codeformer", str(tmp_path / "mine.pth"), upscale=4) == [
+        "RealESRGAN_x4plus.pth", "codeformer.pth"]
+    assert run_weight_files("none", None, parse=False, upscale=2, bg_upsampler="lanczos") == []
+    assert run_weight_files(None, "retinaface_mobile0.25") == ["detection_mobilenet0.25_Final.pth"]
+    with pytest.raises(WeightsError) as info:  # nothing served: all four named in one message
+        resolve_run_weights(tmp_path / "w", model="gfpgan-1.4", detector="retinaface_resnet50", parse=True,
+                            upscale=2)
+    msg = str(info.value)
+    assert msg.startswith("4 weight file(s) missing") and "\n" not in msg
+    for name in needed:
+        assert f"{server.base_url}/{name}" in msg
+    assert len(server.requests) == 4
+
+
+def test_cli_fetch_all_offline_tries_every_file_and_lists_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: connection refused, like a machine offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(w.ENV_URL, f"http://127.0.0.1:{port}/x")
+    folder = tmp_path / "w"
+    _put(folder, "nc.pth", OTHER)
+    with pytest.raises(WeightsError) as info:
+        _cli(["fetch", "--all", "--no-progress", "--weights-dir", str(folder)], registry=TEST_REGISTRY,
+             options=FAST)
+    assert str(info.value).startswith("2 of 3 weight file(s) could not be fetched: fake.pth, md5only.pth")
+    out = capsys.readouterr().out
+    assert "nc.pth: present" in out
+    for name in ("fake.pth", "md5only.pth"):
+        assert f"  {name}: download http://127.0.0.1:{port}/x/{name} into {folder}" in out
+
+
+def test_load_detector_takes_a_checkpoint_path(tmp_path: Path) -> None:
+    import torch
+
+    from vidrestore.errors import CheckpointError
+    from vidrestore.faces.detect import load_detector
+    from vidrestore.models.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    own = tmp_path / "my detectors" / "tuned.pth"  # a user's own file: its name says nothing about the backbone
+    own.parent.mkdir()
+    torch.save(RetinaFace("mobile0.25").state_dict(), own)
+    det = load_detector(str(own), device="cpu")  # a string, as the command line passes it
+    assert det.backbone == "mobile0.25"
+    assert torch.equal(det.model.state_dict()["body.stage1.0.0.weight"],
+                       torch.load(own, weights_only=True)["body.stage1.0.0.weight"])
+    with pytest.raises(CheckpointError, match="no such detector checkpoint file"):
+        load_detector(str(tmp_path / "absent.pth"), device="cpu")
+    with pytest.raises(WeightsError, match="retinaface_resnet50.*or give a RetinaFace .pth file"):
+        load_detector("retinaface_resnet18", device="cpu")

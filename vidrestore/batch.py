@@ -12,7 +12,13 @@ output, and the result (``ok`` or ``failed`` with the error line, output path, f
 hash is the sha256 of the 8-byte little-endian size, the first MiB and the last MiB (the whole file when it is
 under 2 MiB): cheap on films, and it changes when a file is replaced or re-copied with other content. A rerun
 skips inputs recorded ``ok`` with the same hash and options (and an existing output), and also those recorded
-``failed`` unless ``retry_failed``.
+``failed`` because of the file itself (``kind: input``) unless ``retry_failed``; a failure of the surroundings
+(``kind: environment``: missing weights, no space, an unwritable folder, no such device) is retried on every
+rerun.
+
+Only expected errors (``VidrestoreError``, FFmpeg's and the operating system's) make a ``failed`` row. Anything
+else is a bug: the batch stops (``BatchAborted``) with the traceback written to ``OUT_DIR/vidrestore-error-*.log``;
+the file is not recorded, so the next run tries it again.
 
 Every file is restored in segments (:mod:`vidrestore.segments`) in ``OUT_DIR/.vidrestore-work/<key>/``, so a
 crash or SIGKILL loses at most the segments in flight: the same command continues after the last finished
@@ -24,6 +30,7 @@ the others.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -34,13 +41,19 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import MediaError, UsageError, VidrestoreError
-from .media.filters import DEINTERLACE_MODES, DENOISE_MODES, PROFILES, FilterOptions, plan_filters
+import av
+
+from .errors import CheckpointError, DeviceError, MediaError, OutputError, UsageError, VidrestoreError, WeightsError
+from .media.filters import FilterOptions, plan_filters
 from .media.probe import probe
+from .media.source import check_range
 from .pipeline import RestoreOptions
 from .segments import FileJob, SegmentJob, SegmentResult, StageFactory, prepare_file, run_segment, write_atomic
 
-__all__ = ["BatchOptions", "BatchResult", "FileResult", "build_parser", "restore_folder", "run", "quick_hash"]
+__all__ = [
+    "BatchAborted", "BatchOptions", "BatchResult", "FileResult", "build_parser", "failure_kind", "restore_folder",
+    "run", "quick_hash",
+]
 
 MANIFEST = "vidrestore-manifest.json"
 WORK_DIR = ".vidrestore-work"
@@ -108,6 +121,7 @@ class FileResult:
     segments: int = 0
     resumed_segments: int = 0
     notices: list[str] = field(default_factory=list)
+    kind: str | None = None  # of a failure: "input" (the file) or "environment" (retried on rerun)
 
     @property
     def ok(self) -> bool:
@@ -172,6 +186,56 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, VidrestoreError):
         return line or type(exc).__name__
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+_ENV_ERRORS = (WeightsError, DeviceError, OutputError, CheckpointError)
+_ENV_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOMEM}
+
+
+class BatchAborted(VidrestoreError):
+    """An unexpected error (a bug, or out of memory) stopped the batch; ``log`` holds its traceback."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """``environment`` (the file is not to blame: retried on rerun), ``input`` (the file itself), or None for an
+    error nobody expects (a bug, ``MemoryError``), which stops the batch."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(c, _ENV_ERRORS) for c in chain):
+        return "environment"
+    if any(isinstance(c, OSError) and (not isinstance(c, av.FFmpegError) or c.errno in _ENV_ERRNO) for c in chain):
+        return "environment"
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError: the device, not the file
+        return "environment"
+    if isinstance(exc, (VidrestoreError, av.FFmpegError)):
+        return "input"
+    return None
+
+
+def _write_log(out_dir: Path, rel: str, exc: BaseException) -> Path | None:
+    import traceback
+
+    path = out_dir / f"vidrestore-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        path.write_text(f"vidrestore batch stopped on {rel}\n\n{text}")
+    except OSError:
+        return None
+    return path
+
+
+def _abort(out_dir: Path, rel: str, exc: BaseException) -> BatchAborted:
+    log = _write_log(out_dir, rel, exc)
+    where = f"; the traceback is in {log}" if log else ""
+    return BatchAborted(f"internal error on {rel}: {_one_line(exc)}{where} (please report it); "
+                        "the batch stopped, rerun to continue", log)
 
 
 # -- the manifest ----------------------------------------------------------------------------------------------
@@ -322,14 +386,14 @@ class RichProgress(BatchProgress):
     """Overall (files) and per-file (frames) bars on a terminal."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress
 
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            transient=True,
-        )
+        from .progress import bar_columns
+
+        self.progress = Progress(*bar_columns(), transient=True)
         self.overall = None
         self.current = None
+        self.estimator = None
 
     def __enter__(self) -> "RichProgress":
         self.progress.__enter__()
@@ -344,11 +408,21 @@ class RichProgress(BatchProgress):
     def file_started(self, rel: str, frames: int) -> None:
         if self.current is not None:
             self.progress.remove_task(self.current)
+        self.estimator = None
         self.current = self.progress.add_task(rel, total=frames or None)
 
     def segment_done(self, frames: int) -> None:
-        if self.current is not None:
-            self.progress.advance(self.current, frames)
+        from .progress import RateEstimator
+
+        if self.current is None:
+            return
+        self.progress.advance(self.current, frames)
+        done = int(next(t.completed for t in self.progress.tasks if t.id == self.current))
+        if self.estimator is None:  # the first call reports the frames an earlier run finished
+            self.estimator = RateEstimator(done=done)
+            self.progress.update(self.current, estimator=self.estimator)
+        else:
+            self.estimator.update(done)
 
     def file_done(self, result: FileResult) -> None:
         if self.overall is not None:
@@ -390,7 +464,9 @@ def restore_folder(
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
     restore = replace(options.restore, **{k: v for k, v in overrides.items() if k in restore_fields})
     options = replace(options, restore=restore, **{k: v for k, v in overrides.items() if k in batch_fields})
+    options = _one_filter_source(options)
     options.restore.encode_options()  # validates codec and crf before any work
+    options.restore.time_range()
     in_path, out_path = Path(in_dir), Path(out_dir)
     if not in_path.is_dir():
         raise UsageError(f"{in_path} is not a folder")
@@ -414,7 +490,10 @@ def restore_folder(
     try:
         for path in candidates:
             rel = path.relative_to(in_path).as_posix()
-            item = _prepare(path, rel, options, key, fingerprint, manifest, out_path, taken, stage_factory)
+            try:
+                item = _prepare(path, rel, options, key, fingerprint, manifest, out_path, taken, stage_factory)
+            except Exception as exc:  # noqa: BLE001 - _prepare returns every expected failure as a row
+                raise _abort(out_path, rel, exc) from exc
             if item is None:
                 result.not_video.append(rel)
                 continue
@@ -434,7 +513,7 @@ def restore_folder(
                 result.files.append(item)
                 progress.file_done(item)
                 continue
-            fr = _finish(item, engine, options, progress, say)
+            fr = _finish(item, engine, options, progress, say, out_path)
             _record(manifest, item.rel, item.entry, fr, in_path)
             result.files.append(fr)
             progress.file_done(fr)
@@ -446,6 +525,16 @@ def restore_folder(
             pass
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _one_filter_source(options: BatchOptions) -> BatchOptions:
+    """The clean-up filters live in ``options.filters``; ones given as ``RestoreOptions`` fields (``deinterlace=``,
+    as the single-file API takes them) are moved there, so they run once per segment and key the manifest once."""
+    restore = options.restore
+    filters = options.filters
+    if not filters.active and restore.filter_options().active:
+        filters = restore.filter_options()
+    return replace(options, filters=filters, restore=replace(restore, deinterlace="off", denoise="off", crop_bottom=0))
 
 
 def _prepare(
@@ -473,15 +562,15 @@ def _prepare(
         st = path.stat()
         entry.update(size=st.st_size, mtime=st.st_mtime, hash=quick_hash(path), output=str(output))
     except OSError as exc:
-        return entry, FileResult(rel, "failed", error=f"{path}: {exc.strerror or exc}")
+        return entry, FileResult(rel, "failed", error=f"{path}: {exc.strerror or exc}", kind="environment")
     old = manifest.entries.get(rel)
     same = bool(old) and old.get("hash") == entry["hash"] and old.get("options_key") == key
     if same and old.get("status") == "ok" and output.is_file():
         taken[out_rel.as_posix()] = rel
         return entry, FileResult(rel, "skipped", output=str(output), frames=int(old.get("frames", 0)),
                                  seconds=float(old.get("seconds", 0.0)))
-    if same and old.get("status") == "failed" and not options.retry_failed:
-        return entry, FileResult(rel, "failed-earlier", error=old.get("error"))
+    if same and old.get("status") == "failed" and not options.retry_failed and old.get("kind") != "environment":
+        return entry, FileResult(rel, "failed-earlier", error=old.get("error"), kind=old.get("kind"))
     try:
         info = probe(path)
         if info.format in _NOT_VIDEO_FORMATS or info.format.endswith("_pipe"):
@@ -489,23 +578,29 @@ def _prepare(
     except VidrestoreError as exc:
         if suffix not in VIDEO_SUFFIXES:
             return None
-        return entry, FileResult(rel, "failed", error=_one_line(exc))
+        return entry, FileResult(rel, "failed", error=_one_line(exc), kind=failure_kind(exc) or "input")
     taken[out_rel.as_posix()] = rel
     digest = entry["hash"]
     ours = bool(old) and old.get("output") == str(output)
     if output.exists() and not (options.restore.overwrite or ours):
-        return entry, FileResult(rel, "failed", error=f"{output} already exists; pass --overwrite to replace it")
+        return entry, FileResult(rel, "failed", error=f"{output} already exists; pass --overwrite to replace it",
+                                 kind="environment")
     try:
+        start, end = options.restore.time_range()
+        if start is not None or end is not None:
+            check_range(info, start, end)  # a part that is not in this file fails it in one line
         filters = plan_filters(info, options.filters)
         # per input path too: two copies of one file are two jobs with two outputs
         work = out_dir / WORK_DIR / hashlib.sha256(f"{rel}:{digest}:{key}".encode()).hexdigest()[:16]
         job = prepare_file(info, output, work, options.restore, filters, options.segment_seconds, stage_factory)
-    except (VidrestoreError, OSError) as exc:
-        return entry, FileResult(rel, "failed", error=_one_line(exc))
+    except (VidrestoreError, OSError, av.FFmpegError) as exc:
+        return entry, FileResult(rel, "failed", error=_one_line(exc), kind=failure_kind(exc) or "input")
     return entry, _Pending(rel, entry, job)
 
 
-def _finish(item: _Pending, engine, options: BatchOptions, progress: BatchProgress, say) -> FileResult:
+def _finish(
+    item: _Pending, engine, options: BatchOptions, progress: BatchProgress, say, out_dir: Path
+) -> FileResult:
     job = item.job
     progress.file_started(item.rel, sum(s.frames for s in job.segments))
     progress.segment_done(item.resumed_frames)  # finished by an earlier run
@@ -523,12 +618,13 @@ def _finish(item: _Pending, engine, options: BatchOptions, progress: BatchProgre
             handles.pop(0)
             progress.segment_done(seg_result.frames)
         frames, _results = job.finish(note, keep_work=options.keep_work)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - one bad file never stops the others
+    except Exception as exc:  # noqa: BLE001 - sorted below: expected errors fail the file, others stop the batch
         for h in handles:
             engine.cancel(h)
-        return FileResult(item.rel, "failed", error=_one_line(exc), segments=len(job.segments),
+        kind = failure_kind(exc)
+        if kind is None:
+            raise _abort(out_dir, item.rel, exc) from exc
+        return FileResult(item.rel, "failed", error=_one_line(exc), segments=len(job.segments), kind=kind,
                           resumed_segments=item.resumed, seconds=time.perf_counter() - started)
     return FileResult(
         item.rel, "ok", output=str(job.output), frames=frames, seconds=time.perf_counter() - started,
@@ -541,6 +637,7 @@ def _record(manifest: Manifest, rel: str, entry: dict[str, Any], fr: FileResult,
     entry.update(
         status="ok" if fr.status == "ok" else "failed",
         error=fr.error,
+        kind=fr.kind,
         output=fr.output,
         frames=fr.frames,
         seconds=round(fr.seconds, 3),
@@ -561,7 +658,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
-    from .cli_options import add_encode_arguments, add_face_arguments
+    from .cli_options import add_clean_arguments, add_encode_arguments, add_face_arguments, add_range_arguments
+
     p = _Parser(
         prog=prog,
         description="Restore every video under a folder into a mirrored tree; rerun the same command to resume.",
@@ -574,16 +672,8 @@ def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="try again the files an earlier run failed on")
     add_encode_arguments(p)
     add_face_arguments(p)
-    clean = p.add_argument_group("clean-up before the faces")
-    clean.add_argument("--profile", choices=PROFILES, default="none",
-                       help="vhs: --deinterlace auto --denoise light (each can still be given)")
-    clean.add_argument("--deinterlace", choices=DEINTERLACE_MODES,
-                       help="bwdif; frame: one frame per frame, field: one per field (double rate); "
-                       "auto: only if the video is interlaced (default off, auto with --profile vhs)")
-    clean.add_argument("--denoise", choices=DENOISE_MODES, help="light: atadenoise (default off, light with vhs)")
-    clean.add_argument("--crop-bottom", type=int, metavar="N",
-                       help="cut N rows of head-switching noise off the bottom; the output keeps the cropped, "
-                       "even height")
+    add_clean_arguments(p)
+    add_range_arguments(p)
     run_ = p.add_argument_group("running")
     run_.add_argument("--segment-seconds", type=float, default=60.0, metavar="S",
                       help="restore in segments of about S seconds, each saved as it finishes, so a crash loses "
@@ -598,15 +688,13 @@ def build_parser(prog: str = "vidrestore batch") -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> BatchOptions:
-    from .cli_options import restore_options
+    from .cli_options import filter_options, restore_options
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    restore = restore_options(args)
+    filters = filter_options(args)
+    restore = replace(restore_options(args), deinterlace="off", denoise="off", crop_bottom=0)
     restore.encode_options()
-    filters = FilterOptions.profile(
-        args.profile, deinterlace=args.deinterlace, denoise=args.denoise, crop_bottom=args.crop_bottom
-    )
     return BatchOptions(
         restore=restore, filters=filters, segment_seconds=args.segment_seconds, retry_failed=args.retry_failed,
         engine=args.engine, workers=args.workers, address=args.address, keep_work=args.keep_work,
@@ -661,11 +749,17 @@ def run(args: argparse.Namespace, *, stage_factory: StageFactory | None = None) 
     except UsageError as exc:
         err(f"vidrestore batch: {exc}")
         return 2
+    except BatchAborted as exc:
+        err(f"vidrestore batch: {exc}")
+        return 1
     if not args.quiet:
         console = Console()
         _summary(result, console if console.is_terminal else Console(width=1000))
     for f in result.failed:
         err(f"failed: {f.input}: {f.error}")
+    earlier = sum(1 for f in result.files if f.status == "failed-earlier")
+    if earlier:
+        err(f"{earlier} file(s) failed in an earlier run and were not tried again; pass --retry-failed to retry them")
     return result.exit_code
 
 

@@ -1,19 +1,32 @@
 """The command line: arguments → an options dataclass → one call.
 
 ``vidrestore VIDEO`` restores a file; ``vidrestore weights …`` manages model files. Every
-``VidrestoreError`` becomes one line on stderr and exit status 1; usage errors exit 2; Ctrl-C exits 130.
+``VidrestoreError`` becomes one line on stderr and exit status 1; usage errors exit 2; Ctrl-C exits 130,
+SIGTERM 143 (each after removing the partial output). Any other exception is a bug: one line too, exit 1
+(``VIDRESTORE_DEBUG=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import VidrestoreError
-from .cli_options import add_encode_arguments, add_face_arguments, add_upscale_arguments, restore_options
+from .cli_options import (
+    add_clean_arguments,
+    add_encode_arguments,
+    add_face_arguments,
+    add_range_arguments,
+    add_upscale_arguments,
+    restore_options,
+)
 
 
 
@@ -36,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="the video file to restore (never modified)")
     p.add_argument("-o", "--output", type=Path, help="output file (default: <stem>_restored.<ext> beside the input)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    add_range_arguments(p)
     add_encode_arguments(p)
+    add_clean_arguments(p)
     add_face_arguments(p)
     p.add_argument("--report", type=Path, metavar="JSON",
                    help="write per-track jitter and flicker figures to this JSON file")
@@ -72,6 +87,7 @@ def run_restore(args: argparse.Namespace) -> int:
             progress=bar.update,
             notice=_stderr,
             on_start=lambda info, dst: bar.start(info.estimated_frames, dst.name),
+            phase=bar.phase,
         )
     if not args.quiet:
         faces = f", {stats.faces} faces in {stats.tracks} tracks" if stats.stage is not None else ""
@@ -104,18 +120,60 @@ def _dispatch(argv: list[str]) -> Callable[[], int]:
     return lambda: run_restore(args)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run cleans up exactly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises ``Terminated`` in the main thread (once: a second SIGTERM during the
+    clean-up is ignored so the clean-up finishes). The previous handler is restored on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the caller owns signals there
+        return
+    owner = os.getpid()
+    raised = False
+
+    def handler(signum: int, _frame: object) -> None:
+        nonlocal raised
+        if os.getpid() != owner:  # a forked child inherited this handler: end as SIGTERM asks
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not raised:
+            raised = True
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        command = _dispatch(argv)
-        return command()
+        with sigterm_as_interrupt():
+            command = _dispatch(argv)
+            return command()
     except VidrestoreError as exc:
         _error(f"vidrestore: {exc}")
         return 1
+    except Terminated:
+        _stderr("vidrestore: terminated (SIGTERM); the partial output was removed")
+        return 143
     except KeyboardInterrupt:
         _stderr("vidrestore: interrupted; the partial output was removed")
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug, but still one line for the user
+        if os.environ.get("VIDRESTORE_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or "(no message)"
+        _error(f"vidrestore: internal error: {type(exc).__name__}: {text} "
+               "(please report it; VIDRESTORE_DEBUG=1 shows the traceback)")
         return 1
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+from .media.filters import DEINTERLACE_MODES, DENOISE_MODES, PROFILES, FilterOptions
 from .media.sink import CODECS
-from .pipeline import MODELS, RestoreOptions
+from .pipeline import MODELS, RestoreOptions, check_time_range
 
 DEFAULTS = RestoreOptions()
 
@@ -17,6 +20,64 @@ def add_encode_arguments(p: argparse.ArgumentParser) -> None:
     enc.add_argument("--codec", choices=sorted(CODECS), default=DEFAULTS.codec, help="video codec (default h264)")
     enc.add_argument("--crf", type=int, help="quality for h264/h265, 0-51, lower is better (default 18 / 20)")
     enc.add_argument("--preset", default=DEFAULTS.preset, help="x264/x265 speed preset (default medium)")
+    enc.add_argument("--pix-fmt", metavar="FMT",
+                     help="the encoder's pixel format, e.g. yuv420p, yuv422p10le (default: the source's where the "
+                     "codec can hold it)")
+
+
+def add_clean_arguments(p: argparse.ArgumentParser) -> None:
+    clean = p.add_argument_group("clean-up before the faces")
+    clean.add_argument("--profile", choices=PROFILES, default="none",
+                       help="vhs: --deinterlace auto --denoise light (each can still be given)")
+    clean.add_argument("--deinterlace", choices=DEINTERLACE_MODES,
+                       help="bwdif; frame: one frame per frame, field: one per field (double rate); "
+                       "auto: only if the video is interlaced (default off, auto with --profile vhs); "
+                       "the output is then flagged progressive")
+    clean.add_argument("--denoise", choices=DENOISE_MODES, help="light: atadenoise (default off, light with vhs)")
+    clean.add_argument("--crop-bottom", type=int, metavar="N",
+                       help="cut N rows of head-switching noise off the bottom; the output keeps the cropped, "
+                       "even height")
+
+
+def add_range_arguments(p: argparse.ArgumentParser) -> None:
+    part = p.add_argument_group("a part of the video (try a piece first)")
+    part.add_argument("--start", metavar="T", help="begin at T: seconds (83.5) or [hh:]mm:ss(.s) (default: 0)")
+    end = part.add_mutually_exclusive_group()
+    end.add_argument("--end", metavar="T", help="stop before T (same forms; default: the end)")
+    end.add_argument("--duration", metavar="D", help="restore D (same forms) from --start")
+
+
+def parse_time(text: str, flag: str = "--at") -> float:
+    """``83.5``, ``1:23.5`` or ``00:01:23.5`` → seconds; a one-line ``UsageError`` otherwise."""
+    if not re.fullmatch(r"\d+(\.\d*)?|(\d+:){1,2}\d+(\.\d*)?", text.strip()):
+        raise UsageError(f"{flag} {text!r} is not a time; write seconds (83.5) or [hh:]mm:ss(.s)")
+    seconds = 0.0
+    for part in text.strip().split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def time_range(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """(start, end) seconds from --start/--end/--duration, checked (start < end)."""
+    text = {k: getattr(args, k, None) for k in ("start", "end", "duration")}
+    start = parse_time(text["start"], "--start") if text["start"] else None
+    end = parse_time(text["end"], "--end") if text["end"] else None
+    if text["duration"]:
+        duration = parse_time(text["duration"], "--duration")
+        if duration <= 0:
+            raise UsageError(f"--duration must be more than 0, got {text['duration']!r}")
+        end = (start or 0.0) + duration
+    return check_time_range(start, end)
+
+
+def filter_options(args: argparse.Namespace) -> FilterOptions:
+    """The clean-up filters from --profile/--deinterlace/--denoise/--crop-bottom (all off if absent)."""
+    return FilterOptions.profile(
+        getattr(args, "profile", None) or "none",
+        deinterlace=getattr(args, "deinterlace", None),
+        denoise=getattr(args, "denoise", None),
+        crop_bottom=getattr(args, "crop_bottom", None),
+    )
 
 
 def add_face_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +138,8 @@ def restore_options(args: argparse.Namespace, **fixed: Any) -> RestoreOptions:
         raise SystemExit("vidrestore: error: --batch-size must be at least 1 (see --help)")
     report = get("report", None)
     compare = get("compare", None)
+    start, end = time_range(args)
+    filters = filter_options(args)
     values = dict(
         model=get("model", DEFAULTS.model),
         fidelity=get("fidelity", DEFAULTS.fidelity),
@@ -104,6 +167,12 @@ def restore_options(args: argparse.Namespace, **fixed: Any) -> RestoreOptions:
         tile=get("tile", None),
         tile_pad=get("tile_pad", DEFAULTS.tile_pad),
         compare=str(compare) if compare else None,
+        deinterlace=filters.deinterlace,
+        denoise=filters.denoise,
+        crop_bottom=filters.crop_bottom,
+        start=start,
+        end=end,
+        pix_fmt=get("pix_fmt", None),
     )
     values.update(fixed)
     return RestoreOptions(**values)

@@ -2,6 +2,8 @@
 
 Wired by the main command line as ``run(build_parser().parse_args(argv))``. Problems are raised as
 :class:`~vidrestore.errors.WeightsError`; ``run`` returns the exit status (1 when ``verify`` finds a bad file).
+``fetch`` tries every file it was asked for, then lists the ones that failed with their URL and the folder to
+put them in, and raises one :class:`~vidrestore.errors.WeightsError` naming them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -112,23 +115,55 @@ def _cmd_fetch(
         raise WeightsError("name the files to fetch (see `vidrestore weights list`) or pass --all")
     entries = list(registry.values()) if args.all else _entries(args.names, registry)
     console = _console()
+    failed: list[tuple[w.WeightFile, Path | None, str]] = []
     for entry in entries:
-        path = w.find_weights(entry.name, args.weights_dir, registry=registry)
-        if path is not None and (entry.size is None or path.stat().st_size == entry.size):
-            console.print(f"{entry.name}: present at {path}", highlight=False)
-            continue
-        if path is not None and os.access(path.parent, os.W_OK | os.X_OK):
-            folder = path.parent  # replace the wrong-size file where it is, once the new one checks out
-        elif path is not None:
-            raise WeightsError(
-                f"{path} has the wrong size and its folder is not writable; remove it or fix {w.ENV_DIRS}"
-            )
-        else:
-            folder = w.download_dir(args.weights_dir)
-        console.print(f"{entry.name}: downloading {w.weight_url(entry)} into {folder}", highlight=False)
-        final = w.download_weights(entry, folder, progress=args.progress, options=options, registry=registry)
-        console.print(f"{entry.name}: ok, {final}", highlight=False)
+        try:
+            _fetch_one(entry, args, registry, options, console)
+        except WeightsError as exc:  # ChecksumError included: note it and go on with the next file
+            console.print(f"{entry.name}: [red]failed[/red]: {exc}", highlight=False)
+            failed.append((entry, _target_folder(args.weights_dir), str(exc)))
+    if failed:
+        console.print(f"\n{len(failed)} of {len(entries)} file(s) could not be fetched; put each one there yourself:",
+                      highlight=False)
+        for entry, folder, _ in failed:
+            where = str(folder) if folder is not None else f"a folder listed in ${w.ENV_DIRS}"
+            console.print(f"  {entry.name}: download {w.weight_url(entry)} into {where}", highlight=False)
+        raise WeightsError(
+            f"{len(failed)} of {len(entries)} weight file(s) could not be fetched: "
+            + ", ".join(e.name for e, _, _ in failed) + " (the list above says what to put where)"
+        )
     return 0
+
+
+def _target_folder(weights_dir: str | None) -> Path | None:
+    try:
+        return w.download_dir(weights_dir)
+    except WeightsError:
+        return None
+
+
+def _fetch_one(
+    entry: w.WeightFile,
+    args: argparse.Namespace,
+    registry: Mapping[str, w.WeightFile],
+    options: w.DownloadOptions | None,
+    console: Console,
+) -> None:
+    path = w.find_weights(entry.name, args.weights_dir, registry=registry)
+    if path is not None and (entry.size is None or path.stat().st_size == entry.size):
+        console.print(f"{entry.name}: present at {path}", highlight=False)
+        return
+    if path is not None and os.access(path.parent, os.W_OK | os.X_OK):
+        folder = path.parent  # replace the wrong-size file where it is, once the new one checks out
+    elif path is not None:
+        raise WeightsError(
+            f"{path} has the wrong size and its folder is not writable; remove it or fix {w.ENV_DIRS}"
+        )
+    else:
+        folder = w.download_dir(args.weights_dir)
+    console.print(f"{entry.name}: downloading {w.weight_url(entry)} into {folder}", highlight=False)
+    final = w.download_weights(entry, folder, progress=args.progress, options=options, registry=registry)
+    console.print(f"{entry.name}: ok, {final}", highlight=False)
 
 
 def _cmd_verify(args: argparse.Namespace, registry: Mapping[str, w.WeightFile]) -> int:

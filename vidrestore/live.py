@@ -15,11 +15,16 @@ without bound and a slow consumer skips items instead of falling behind)::
   frame only; it publishes each confirmed track's landmarks at that frame and its velocity (px/frame).
 * **restorer** aligns those faces on the same frame and restores them (GFP-GAN, with each track's own
   fixed noise, optional temporal blend and ParseNet mask); it caches each track's restored aligned crop
-  and its soft mask in aligned space.
+  and its soft mask in aligned space. All of a track's state (cached crop, mask, blend state, restore
+  count, noise on the model's device) is dropped as soon as the tracker ends the track or the scene cuts,
+  so memory follows the faces on screen, not the length of the session.
 * **display** never waits for either worker: for every frame it extrapolates each track's landmarks to
   this frame (last landmarks + velocity × frames since, at most ``max_extrapolate`` frames), computes the
   similarity to the FFHQ template for them, and warps the cached restored crop and mask back with it
   (:func:`reproject`, OpenCV, a few ms). Faces not restored yet are shown as they are.
+
+Without a display (:func:`vidrestore.live_window.display_problem`) no window is opened — OpenCV aborts the
+process otherwise — and ``--serve``/``--record`` carry on alone; with neither the session stops with one line.
 
 The pure part — :class:`LivePreview` (``submit(frame)``, ``render(frame) -> shown``) — is independent of
 the window (:mod:`vidrestore.live_window`) and the server (:mod:`vidrestore.live_server`).
@@ -44,6 +49,7 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -195,14 +201,33 @@ def split_view(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def draw_hud(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Small white text with a dark outline in the top-left corner, drawn in place; returns ``rgb``."""
+    """White text on a darkened panel in the top-left corner; returns the drawn array.
+
+    Drawn in place when ``rgb`` is a writeable C-contiguous uint8 array, else on a contiguous copy. The text
+    is drawn once, at thickness 1: OpenCV 5 renders the Hershey font names with a TrueType face whose
+    glyphs get wider with thickness, so the usual trick of a thick dark outline under thin white text no
+    longer lines up (the HUD came out garbled). A panel sized with ``cv2.getTextSize`` keeps it legible on
+    any background with both OpenCV 4 and 5.
+    """
+    if not (rgb.flags.c_contiguous and rgb.flags.writeable):
+        rgb = np.ascontiguousarray(rgb).copy()
+    lines = [str(t) for t in lines if str(t)]
+    if not lines:
+        return rgb
     h, w = rgb.shape[:2]
-    scale = max(0.3, min(0.6, w / 1280))
-    step = max(10, int(26 * scale))
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(0.6, w / 1280))
+    sizes = [cv2.getTextSize(t, font, scale, 1) for t in lines]
+    asc = max(sz[0][1] for sz in sizes)
+    desc = max(sz[1] for sz in sizes)
+    pad = max(2, asc // 3)
+    step = asc + desc + pad
+    x1 = min(w, 2 * pad + max(sz[0][0] for sz in sizes) + 2)
+    y1 = min(h, pad + step * len(lines) + 1)
+    panel = rgb[:y1, :x1]
+    panel[...] = (panel.astype(np.uint16) * 2 // 7).astype(np.uint8)  # darken to ~30 %
     for i, text in enumerate(lines):
-        org = (6, 6 + step * (i + 1) - step // 4)
-        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        org = (pad, pad + asc + step * i)
+        cv2.putText(rgb, text, org, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return rgb
 
 
@@ -309,6 +334,8 @@ class LivePreview:
         self._prev_small: np.ndarray | None = None
         self._tracked: _Tracked | None = None
         self._cache: dict[int, _Restored] = {}
+        self._alive: tuple[int, frozenset[int]] = (0, frozenset())  # (segment, ids the tracker follows)
+        self._held: frozenset[int] = frozenset()  # ids whose state the restorer side holds
         self._to_detect = Mailbox()
         self._to_restore = Mailbox()
         self._threads: list[threading.Thread] = []
@@ -428,14 +455,23 @@ class LivePreview:
                     v = a * v + (1 - a) * prev.velocity[f.track_id]
                 velocity[f.track_id] = v
             self._tracked = _Tracked(seg, frame.index, faces, velocity)
-            alive = {f.track_id for f in faces}
-            for tid in [t for t in self._cache if t not in alive and self._cache[t].segment != seg]:
-                del self._cache[tid]
-        return (frame, faces, seg) if faces else None
+            # tracks the tracker still follows (coasting ones included); a scene cut reset it, so after a
+            # cut nothing of the previous scene stays alive
+            self._alive = (seg, frozenset(self._tracker.active_ids))
+            self._prune_locked()
+            stale = self._restorer_holds_ended
+        if faces:
+            return frame, faces, seg
+        # no face to restore: still wake the restorer when it holds state for tracks that ended, so their
+        # blend state and noise (on the model's device) are freed now, not at the next face
+        return (frame, [], seg) if stale else None
 
     def _restore_step(self, frame: Frame, faces: list[Face], seg: int) -> None:
         from .faces.align import align_face
 
+        self._forget_ended()  # before this job adds its tracks' state
+        if not faces:
+            return
         started = time.perf_counter()
         n = len(faces)
         crops = np.empty((n, 512, 512, 3), np.uint8)
@@ -459,9 +495,44 @@ class LivePreview:
         with self._lock:
             for k, tid in enumerate(ids):
                 self._cache[tid] = _Restored(seg, frame.index, out[k], masks[k])
-            alive = set(ids)
-            for tid in [t for t in self._masks if t not in alive and t not in self._cache]:
-                self._masks.pop(tid, None)
+            self._held = self._held | set(ids)
+            self._prune_locked()  # a track may have ended while it was being restored
+        self._forget_ended()
+
+    # -- per-track state ------------------------------------------------------------------------------------
+    def _prune_locked(self) -> None:
+        """Drop cached crops of tracks that ended or belong to an earlier scene (hold ``self._lock``)."""
+        alive_seg, ids = self._alive
+        for tid in [t for t, r in self._cache.items() if r.segment != alive_seg or t not in ids]:
+            del self._cache[tid]
+
+    @property
+    def _restorer_holds_ended(self) -> bool:
+        return not self._held <= self._alive[1]
+
+    def _forget_ended(self) -> None:
+        """Drop the restorer's state (restore counts, masks, blend state, noise) of tracks that ended.
+
+        Runs on the restorer's side only (the thread that uses that state).
+        """
+        with self._lock:
+            ended = self._held - self._alive[1]
+        for tid in ended:
+            self._restore_count.pop(tid, None)
+            self._masks.pop(tid, None)
+            self._blender.forget(tid)
+            self._noise.forget(tid)
+        with self._lock:
+            self._held = self._held - ended
+
+    def per_track_entries(self) -> dict[str, int]:
+        """How many tracks each piece of per-track state holds, and how many tracks are live (for tests)."""
+        with self._lock:
+            tracked = self._tracked
+            return {"cache": len(self._cache), "masks": len(self._masks), "restore_count": len(self._restore_count),
+                    "blend": len(self._blender.track_ids), "noise": len(self._noise._cache),
+                    "velocity": 0 if tracked is None else len(tracked.velocity), "held": len(self._held),
+                    "live_tracks": len(self._alive[1])}
 
     def _face_masks(self, ids: list[int], crops: np.ndarray) -> list[np.ndarray]:
         if self.parser is None:
@@ -1036,11 +1107,17 @@ def run_live(
     from .live_window import PreviewWindow, display_problem
 
     say = notice or (lambda m: print(m, file=sys.stderr, flush=True))
-    if options.window and window_factory is None:
-        problem = display_problem()
+    use_window = options.window
+    headless = None
+    if use_window and window_factory is None:
+        problem = display_problem()  # never reach cv2.namedWindow without a display: it aborts the process
         if problem is not None:
-            raise UsageError(f"{problem}: add --serve [HOST:]PORT to watch the preview in a browser "
-                             "(or --no-window to only record)")
+            if not (options.serve or options.record):
+                raise UsageError(f"{problem}: add --serve [HOST:]PORT to watch the preview in a browser "
+                                 "(or --record OUT.mp4 to only record)")
+            use_window = False
+            headless = f"notice: {problem}: no window; " + ("the preview is served over HTTP" if options.serve
+                                                            else f"recording to {options.record} only")
     spec = parse_source(options.source, options.format, options.source_options)
     if options.record:
         from .media.sink import container_for
@@ -1127,13 +1204,15 @@ def run_live(
     last_index = -1
     view: np.ndarray | None = None
     try:
+        if headless is not None:
+            say(headless)
         if options.serve:
             from .live_server import PreviewServer, parse_address
 
             host, port = parse_address(options.serve)
             server = PreviewServer(host, port, on_toggle=preview.toggle_split, status=status).start()
             say(f"serving the preview at {server.url} (Ctrl-C to stop)")
-        if options.window:
+        if use_window:
             window = window_factory() if window_factory is not None else PreviewWindow(f"vidrestore live: {spec.target}")
         if options.record:
             start_recording()
@@ -1274,8 +1353,10 @@ def build_parser(prog: str = "vidrestore live") -> argparse.ArgumentParser:
     p.add_argument("--no-parse", action="store_true", help="paste with a feathered box, not the ParseNet mask")
     p.add_argument("--temporal", choices=("on", "off"), default="on")
     p.add_argument("--serve", metavar="[HOST:]PORT",
-                   help="serve the preview as MJPEG + a page at http://HOST:PORT/ (HOST default 127.0.0.1)")
-    p.add_argument("--no-window", action="store_true", help="no OpenCV window (with --serve or --record)")
+                   help="serve the preview as MJPEG + a page at http://HOST:PORT/ (HOST default 127.0.0.1); "
+                   "works without a display")
+    p.add_argument("--no-window", action="store_true",
+                   help="no OpenCV window even with a display (with --serve or --record); none is opened without one")
     p.add_argument("--record", metavar="OUT.mp4", help="record what is shown from the start (.mp4, .mkv, .mov)")
     p.add_argument("--overwrite", action="store_true", help="replace the --record file if it exists")
     p.add_argument("--save-dir", default=d.save_dir, metavar="DIR",
@@ -1304,7 +1385,15 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     options = options_from_args(args)
-    stats = run_live(options, notice=say)
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM (a service manager) stops cleanly
+        previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    try:
+        stats = run_live(options, notice=say, stop=stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     reason = {"end": "the source ended", "quit": "quit", "duration": "--duration reached",
               "interrupted": "interrupted", "stopped": "stopped"}.get(stats.end, stats.end)
     say(f"{reason}: {stats.frames_shown} of {stats.frames_captured} frames shown in {stats.seconds:.1f} s "

@@ -9,8 +9,10 @@ Ctrl-C the temporary file is removed and the input is never touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -18,10 +20,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from .errors import MediaError, OutputError, UsageError
+import av
+
+from .errors import MediaError, OutputError, UsageError, VidrestoreError
+from .media.filters import FilterOptions, FilterPlan, plan_filters
 from .media.probe import MediaInfo, probe
 from .media.sink import CONTAINERS, EncodeOptions, VideoSink, container_for
-from .media.source import Frame, VideoSource
+from .media.source import Frame, VideoSource, check_range
 
 _QUEUE_FRAMES = 8
 _DONE = object()
@@ -63,10 +68,35 @@ class RestoreOptions:
     tile: int | None = None
     tile_pad: int = 10
     compare: str | None = None
+    deinterlace: str = "off"  # auto | off | frame | field (media.filters)
+    denoise: str = "off"  # off | light
+    crop_bottom: int = 0
+    start: float | None = None  # seconds from the file's first timestamp; end is exclusive
+    end: float | None = None
+    pix_fmt: str | None = None  # the encoder's pixel format (None: chosen by the sink)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode_options(self) -> EncodeOptions:
-        return EncodeOptions(codec=self.codec, crf=self.crf, preset=self.preset)
+        if self.pix_fmt is None:
+            return EncodeOptions(codec=self.codec, crf=self.crf, preset=self.preset)
+        return EncodeOptions(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+
+    def filter_options(self) -> FilterOptions:
+        return FilterOptions(deinterlace=self.deinterlace, denoise=self.denoise, crop_bottom=self.crop_bottom)
+
+    def time_range(self) -> tuple[float | None, float | None]:
+        """(start, end) in seconds, checked: 0 <= start < end (one-line ``UsageError`` otherwise)."""
+        return check_time_range(self.start, self.end)
+
+
+def check_time_range(start: float | None, end: float | None) -> tuple[float | None, float | None]:
+    if start is not None and start < 0:
+        raise UsageError(f"--start must be 0 or later, got {start:g} s")
+    if end is not None and end <= 0:
+        raise UsageError(f"--end must be after 0, got {end:g} s")
+    if start is not None and end is not None and end <= start:
+        raise UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    return (start or None), end
 
 
 @dataclass
@@ -117,11 +147,94 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def temporary_path(dst: Path) -> Path:
-    return dst.with_name(f".{dst.stem}.partial-{uuid.uuid4().hex[:8]}{dst.suffix}")
+    """``.NAME.partial-<pid>-<rand>.ext`` beside ``dst``: the writer's PID tells a later run whether it is gone."""
+    return dst.with_name(f".{dst.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{dst.suffix}")
+
+
+# Partials named before the PID was part of the name (``.NAME.partial-<rand>.ext``) have no writer to ask; a
+# live writer rewrites its file at least every few minutes (the encoder's look-ahead is under ~100 frames, and
+# the slowest CPU restorer takes ~5 s a frame), so one untouched for this long belongs to a dead run.
+_OLD_PARTIAL_S = 600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a PID we can ask about: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else (EPERM), or cannot tell: keep the file
+    return True
+
+
+def stale_partials(dst: Path, now: float | None = None) -> list[Path]:
+    """The partial files of ``dst`` (``.{stem}.partial-*{suffix}`` beside it) whose writer is gone.
+
+    A name with a PID is stale when no process has that PID on this machine; an old-style name without one
+    when it has not been written for ``_OLD_PARTIAL_S`` seconds.
+    """
+    pattern = re.compile(
+        rf"\.{re.escape(dst.stem)}\.partial-(?:(\d+)-)?[0-9a-f]{{8}}{re.escape(dst.suffix)}"
+    )
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(dst.parent))
+    except OSError:
+        return []
+    stale = []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = match.group(1)
+        if pid is not None:
+            gone = not _pid_alive(int(pid))
+        else:
+            try:
+                gone = now - entry.stat(follow_symlinks=False).st_mtime > _OLD_PARTIAL_S
+            except OSError:
+                continue
+        if gone:
+            stale.append(Path(entry.path))
+    return sorted(stale)
+
+
+def sweep_partials(dst: Path, notice: Callable[[str], None]) -> list[Path]:
+    """Remove the stale partial files of ``dst`` left by killed runs, and say so. Returns what was removed."""
+    removed = []
+    for path in stale_partials(dst):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            notice(f"warning: cannot remove {path}, left by a run that was killed: {exc.strerror or exc}")
+            continue
+        removed.append(path)
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        notice(f"notice: removed {len(removed)} partial file(s) of {dst.name} left by a run that was killed: {names}")
+    return removed
 
 
 def identity_stage(frames: Iterable[Frame]) -> Iterator[Frame]:
     yield from frames
+
+
+def filtered(plan: FilterPlan, stage: FaceStage) -> FaceStage:
+    """``stage`` fed by the frames ``plan`` (deinterlace, denoise, crop) makes of the decoded ones."""
+
+    def cleaned(frames: Iterable[Frame]) -> Iterator[Frame]:
+        for frame in plan(frames):
+            frame.meta.setdefault("before", frame.rgb)  # --compare shows the cleaned-up input beside the output
+            yield frame
+
+    def run(frames: Iterable[Frame]) -> Iterator[Frame]:
+        return stage(cleaned(frames))
+
+    return run
 
 
 def upscale_stage(upscaler: Any) -> FaceStage:
@@ -135,12 +248,35 @@ def upscale_stage(upscaler: Any) -> FaceStage:
     return stage
 
 
-class _Worker(threading.Thread):
-    """A daemon thread that records the exception it dies of."""
+_JOIN_S = 5.0  # how long a stopping run waits for its decode and encode threads (each checks every 0.1 s)
 
-    def __init__(self, target: Callable[[], None], name: str) -> None:
+
+class _Cancelled(Exception):
+    """Raised inside a worker whose run was stopped by another thread (not an error of its own)."""
+
+
+class _Control:
+    """The run's one stop signal and its first failure: any thread may fail; every queue wait sees the stop."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None and not isinstance(exc, _Cancelled):
+                self.error = exc
+        self.stop.set()
+
+
+class _Worker(threading.Thread):
+    """A daemon thread that records the exception it dies of and, given a ``_Control``, stops the run with it."""
+
+    def __init__(self, target: Callable[[], None], name: str, control: _Control | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self._target_fn = target
+        self.control = control
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -148,9 +284,12 @@ class _Worker(threading.Thread):
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
+            if self.control is not None:
+                self.control.fail(exc)
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` into the bounded ``q``; False (not put) as soon as the run is stopped."""
     while not stop.is_set():
         try:
             q.put(item, timeout=0.1)
@@ -161,16 +300,19 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 
 def _drain(q: queue.Queue, stop: threading.Event, producer: _Worker | None = None) -> Iterator[Frame]:
-    """Items of ``q`` until the end marker, a stop, or (if given) the producer thread's death."""
+    """Items of ``q`` until the end marker. A stop raises ``_Cancelled`` (the consumer must not take the
+    stream for complete); the producer thread's death raises its error, or ends the items if it had none."""
     while True:
+        if stop.is_set():
+            raise _Cancelled()
         try:
             item = q.get(timeout=0.1)
         except queue.Empty:
-            if stop.is_set():
-                return
             if producer is not None and not producer.is_alive() and q.empty():
-                if producer.error is not None:
+                if producer.error is not None and not isinstance(producer.error, _Cancelled):
                     raise producer.error
+                if stop.is_set() or producer.error is not None:
+                    raise _Cancelled() from None
                 return
             continue
         if item is _DONE:
@@ -178,13 +320,62 @@ def _drain(q: queue.Queue, stop: threading.Event, producer: _Worker | None = Non
         yield item
 
 
+# errno of a failed write → what it means, in plain words ({} is the output the user asked for)
+_WRITE_ERRNO = {
+    errno.ENOSPC: "no space left on device while writing {}",
+    errno.EDQUOT: "disk quota exceeded while writing {}",
+    errno.EACCES: "permission denied while writing {}",
+    errno.EPERM: "permission denied while writing {}",
+    errno.EROFS: "the file system turned read-only while writing {}",
+    errno.EIO: "input/output error while writing {} (failing disk or lost network share?)",
+    errno.EFBIG: "{} grew larger than its file system allows",
+    errno.ENOENT: "the output folder of {} disappeared while writing",
+    errno.ESTALE: "the network share went away while writing {}",
+}
+
+
+def write_error(exc: BaseException, path: Path) -> BaseException:
+    """The one-line error for ``exc`` raised while encoding or muxing into ``path`` (``exc`` itself if it is
+    already one of ours or not an I/O error)."""
+    if isinstance(exc, VidrestoreError) or not isinstance(exc, (OSError, av.FFmpegError)):
+        return exc
+    code = getattr(exc, "errno", None)
+    if code in _WRITE_ERRNO:
+        return OutputError(_WRITE_ERRNO[code].format(path))
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, av.FFmpegError):
+        return MediaError(f"FFmpeg could not encode or write {path}: {reason}")
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def read_error(exc: BaseException, path: Path) -> BaseException:
+    """The one-line error for an OS error raised while reading the input ``path``."""
+    if isinstance(exc, OSError) and not isinstance(exc, av.FFmpegError):
+        return MediaError(f"cannot read {path}: {exc.strerror or exc}")
+    return exc
+
+
+@contextlib.contextmanager
+def _mapped(convert: Callable[[BaseException, Path], BaseException], path: Path) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error, or re-raised as it is
+        mapped = convert(exc, path)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
 @dataclass
 class Output:
-    """One file the stream is encoded into: the restored video, or a before/after comparison."""
+    """One file the stream is encoded into: the restored video, or a before/after comparison.
+
+    ``dst`` is the name the user gave (errors name it, not the temporary ``tmp``)."""
 
     tmp: Path
     size: tuple[int, int]
     render: Callable[[Frame], Frame] | None = None
+    dst: Path | None = None
 
 
 def side_by_side(frame: Frame) -> Frame:
@@ -205,6 +396,75 @@ def keep_input(frames: Iterable[Frame]) -> Iterator[Frame]:
         yield frame
 
 
+def _accepts(cls: Any, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(cls).parameters
+
+
+@dataclass(frozen=True)
+class StreamSetup:
+    """What lies between the decoder and the encoder besides the stage: the time range (seconds, end
+    exclusive) and the video as it leaves the filters (``out_info``; None: as decoded)."""
+
+    start: float | None = None
+    end: float | None = None
+    out_info: MediaInfo | None = None
+    # True: the filters deinterlaced (never flag interlacing); False: they ran but kept the fields (flag as the
+    # source is, though the frames come from RGB); None: no filters (the decoded frames say)
+    progressive: bool | None = None
+
+    def source(self, info: MediaInfo) -> VideoSource:
+        if self.start is None and self.end is None:
+            return VideoSource(info)
+        return VideoSource(info, start=self.start, end=self.end)
+
+    def sink_info(self, info: MediaInfo) -> MediaInfo:
+        return self.out_info or info
+
+    def sink_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.start is not None or self.end is not None:
+            kwargs.update(start=self.start, end=self.end)
+        if self.progressive is not None and _accepts(VideoSink, "progressive"):
+            kwargs["progressive"] = self.progressive
+        return kwargs
+
+
+def plan_stream(info: MediaInfo, options: RestoreOptions) -> tuple[StreamSetup, FilterPlan]:
+    """The checked time range and the resolved filters of ``options`` for ``info``."""
+    start, end = options.time_range()
+    if start is not None or end is not None:
+        start, end = check_range(info, start, end)
+    plan = plan_filters(info, options.filter_options())
+    out_info = plan.output_info(info) if plan.active else None
+    progressive = (plan.deinterlace is not None) if plan.active else None
+    return StreamSetup(start, end, out_info, progressive=progressive), plan
+
+
+def expected_frames(info: MediaInfo, setup: StreamSetup, plan: FilterPlan) -> int | None:
+    """About how many frames the output will have (for the progress bar): the range's, doubled by field mode."""
+    total = info.estimated_frames
+    rate = float(info.video.rate) if info.video.rate else None
+    if rate and (setup.start is not None or setup.end is not None):
+        length = info.video.duration or info.duration
+        end = setup.end if setup.end is not None else length
+        if end is not None:
+            if length is not None:
+                end = min(end, length)
+            total = max(0, round((end - (setup.start or 0.0)) * rate))
+    if total is not None and plan.deinterlace == "field":
+        total *= 2
+    return total
+
+
+def _join_all(threads: Iterable[threading.Thread], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        if thread.ident is not None:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
 def run_stream(
     info: MediaInfo,
     outputs: list[Output],
@@ -213,71 +473,83 @@ def run_stream(
     stats: RestoreStats,
     progress: Callable[[int], None] | None,
     notice: Callable[[str], None],
+    setup: StreamSetup = StreamSetup(),
 ) -> None:
-    """Decode, transform and encode ``info`` into each output. Raises on failure; the caller cleans up."""
-    stop = threading.Event()
+    """Decode, transform and encode ``info`` into each output. Raises on failure; the caller cleans up.
+
+    Decoder, stage and encoder each run in a thread; the calling thread only watches them, so Ctrl-C (or
+    SIGTERM turned into an exception) ends the run at once even while the stage is inside a long model call.
+    The first failure of any thread stops every queue wait and is raised here as one clear error.
+    """
+    control = _Control()
+    stop = control.stop
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     restored: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
-    source = VideoSource(info)
+    source = setup.source(info)
     sinks = [
-        VideoSink(o.tmp, info, encode, notice=notice if i == 0 else (lambda _m: None), size=o.size)
+        VideoSink(o.tmp, setup.sink_info(info), encode, notice=notice if i == 0 else (lambda _m: None), size=o.size,
+                  **setup.sink_kwargs())
         for i, o in enumerate(outputs)
     ]
 
     def decode() -> None:
-        with source:
+        with _mapped(read_error, info.path), source:
             for frame in source.frames():
                 if not _put(decoded, frame, stop):
                     return
         _put(decoded, _DONE, stop)
 
-    def write() -> None:
-        for frame in _drain(restored, stop):
-            for sink, output in zip(sinks, outputs):
-                sink.write(output.render(frame) if output.render is not None else frame)
-
-    with contextlib.ExitStack() as opened:
-        for sink in sinks:
-            opened.enter_context(sink)
-        decoder = _Worker(decode, "vidrestore-decode")
-        encoder = _Worker(write, "vidrestore-encode")
-        decoder.start()
-        encoder.start()
-        ok = False
-        frames = _drain(decoded, stop, decoder)
+    def transform() -> None:
+        frames: Iterable[Frame] = _drain(decoded, stop, decoder)
         if any(o.render is not None for o in outputs):
             frames = keep_input(frames)
-        try:
-            for frame in stage(frames):
-                if encoder.error is not None or not encoder.is_alive():
-                    break
-                if not _put(restored, frame, stop):
-                    break
-                stats.frames += 1
-                if progress is not None:
-                    progress(stats.frames)
-            _put(restored, _DONE, stop)
-            encoder.join()
-            ok = encoder.error is None
-        finally:
-            if not ok:
-                stop.set()
-                encoder.join(timeout=10)
-            decoder.join(timeout=10)
-            stop.set()
-            if not ok:
-                for sink in sinks:
-                    sink.abort()
-        if decoder.error is not None:
-            raise decoder.error
-        if encoder.error is not None:
-            raise encoder.error
+        for frame in stage(frames):
+            if not _put(restored, frame, stop):
+                return
+            stats.frames += 1
+            if progress is not None:
+                progress(stats.frames)
+        _put(restored, _DONE, stop)
+
+    def write() -> None:
+        for frame in _drain(restored, stop, stager):
+            for sink, output in zip(sinks, outputs):
+                with _mapped(write_error, output.dst or output.tmp):
+                    sink.write(output.render(frame) if output.render is not None else frame)
         if sinks[0].frames_written == 0:
-            for sink in sinks:
-                sink.abort()
             raise MediaError(f"{info.path}: no video frame could be decoded")
-        for sink in sinks:
-            sink.close()
+        for sink, output in zip(sinks, outputs):
+            with _mapped(write_error, output.dst or output.tmp):
+                sink.close()
+
+    decoder = _Worker(decode, "vidrestore-decode", control)
+    stager = _Worker(transform, "vidrestore-stage", control)
+    encoder = _Worker(write, "vidrestore-encode", control)
+    workers = (decoder, stager, encoder)
+    opened: list[VideoSink] = []
+    ok = False
+    try:
+        for sink, output in zip(sinks, outputs):
+            opened.append(sink)  # abort() is safe on a sink that failed half-way through opening
+            with _mapped(write_error, output.dst or output.tmp):
+                sink.__enter__()
+        for worker in workers:
+            worker.start()
+        while not stop.is_set() and any(w.is_alive() for w in workers):
+            stop.wait(0.1)  # interruptible: Ctrl-C and SIGTERM land here at once
+        ok = control.error is None and not any(w.is_alive() for w in workers)
+    finally:
+        stop.set()
+        _join_all((decoder, encoder), _JOIN_S)
+        if stager.ident is not None:
+            stager.join(timeout=0.5)  # a stage inside a long model call is left to finish on its own (daemon)
+        if not ok and not encoder.is_alive():  # never close a container under a live encoder thread
+            for sink in opened:
+                sink.abort()
+    if control.error is not None:
+        raise control.error
+    if not ok:  # cannot happen (only a failure sets the stop); never take a stopped run for a finished one
+        raise MediaError(f"internal: the run on {info.path} stopped without a cause")
     stats.skipped_packets = source.stats.skipped_packets
     stats.truncated = source.stats.truncated
     stats.missing_seconds = source.stats.missing_seconds
@@ -292,9 +564,14 @@ def restore_video(
     progress: Callable[[int], None] | None = None,
     notice: Callable[[str], None] | None = None,
     on_start: Callable[[MediaInfo, Path], None] | None = None,
+    phase: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> RestoreStats:
     """Restore ``src`` into ``dst`` (default ``<stem>_restored.<ext>`` beside it) and return what was done.
+
+    ``phase(text)`` is told what the run is doing before the first frame (``"loading models"``);
+    ``on_start(info, dst)`` is called when frames start to flow, with ``info.estimated_frames`` the number of
+    frames expected in the output (the ``start``/``end`` range, doubled by ``deinterlace="field"``).
 
     ``overrides`` are ``RestoreOptions`` fields (``codec="h265"``, ``overwrite=True``, …); other keyword
     arguments of the face pipeline (``detector=``, ``restorer=``, …) go to ``options.extra``.
@@ -325,21 +602,34 @@ def restore_video(
         if notice is not None:
             notice(message)
 
+    say = phase or (lambda _text: None)
+    if options.deinterlace == "auto":
+        say("checking for interlacing")
+    setup, plan = plan_stream(info, options)
+    out_info = setup.sink_info(info)
     if stage is None:
-        stage = build_stage(options, stats, note, info)
+        if options.model != "none" or options.upscale > 1 or "restorer" in options.extra:
+            say("loading models")
+        stage = build_stage(options, stats, note, out_info)
+    if plan.active:
+        stage = filtered(plan, stage)
     if on_start is not None:
-        on_start(info, dst_path)
+        frames = expected_frames(info, setup, plan)
+        on_start(replace(out_info, video=replace(out_info.video, frames=frames)), dst_path)
     scale = options.upscale
-    size = (info.video.width * scale, info.video.height * scale)
-    outputs = [Output(temporary_path(dst_path), size)]
+    size = (out_info.video.width * scale, out_info.video.height * scale)
+    for path in (dst_path, compare_path):
+        if path is not None:
+            sweep_partials(path, note)
+    outputs = [Output(temporary_path(dst_path), size, dst=dst_path)]
     if compare_path is not None:
-        outputs.append(Output(temporary_path(compare_path), (2 * size[0], size[1]), side_by_side))
+        outputs.append(Output(temporary_path(compare_path), (2 * size[0], size[1]), side_by_side, dst=compare_path))
     started = time.perf_counter()
     try:
-        run_stream(info, outputs, encode, stage, stats, progress, note)
-        os.replace(outputs[0].tmp, dst_path)
-        if compare_path is not None:
-            os.replace(outputs[1].tmp, compare_path)
+        run_stream(info, outputs, encode, stage, stats, progress, note, setup)
+        for output in outputs:
+            with _mapped(write_error, output.dst):
+                os.replace(output.tmp, output.dst)
     except BaseException:
         for output in outputs:
             output.tmp.unlink(missing_ok=True)

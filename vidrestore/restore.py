@@ -41,6 +41,8 @@ __all__ = [
     "GFPGANRestorer",
     "IdentityRestorer",
     "load_restorer",
+    "run_weight_files",
+    "resolve_run_weights",
     "resolve_device",
     "faces_to_tensor",
     "tensor_to_faces",
@@ -283,3 +285,59 @@ def load_restorer(
             raise
         return load_face_restorer(path, device, precision, batch_size, weights_dir, fidelity=fidelity, arch=arch)
     return GFPGANRestorer(model, name, dev, precision, batch_size, channels_last)
+
+
+def run_weight_files(
+    model: str | None,
+    detector: str | None = None,
+    parse: bool = False,
+    upscale: int = 1,
+    bg_upsampler: str = "realesrgan",
+) -> list[str]:
+    """The registry files a run with these options loads, in load order (no duplicates).
+
+    ``model``/``detector`` may be registry names or checkpoint paths; paths, unknown names, ``"none"`` and
+    ``None`` (not loaded, e.g. an object passed in) need no registry file and are left to their loaders, which
+    check them. ``parse``: the ParseNet mask is loaded. ``upscale``/``bg_upsampler``: the background upscaler.
+    """
+    from .faces.detect import DETECTOR_FILES
+    from .faces.parse import PARSER_FILES
+    from .models.rrdbnet import RRDBNET_FILES
+    from .restorers import FACE_RESTORER_FILES
+
+    files: list[str] = []
+    if upscale > 1 and bg_upsampler == "realesrgan":
+        files.append(RRDBNET_FILES[4 if upscale == 4 else 2])
+    key = (model or "none").lower()
+    named = RESTORER_FILES.get(key) or FACE_RESTORER_FILES.get(key)
+    if named is not None:
+        files.append(named)
+    if detector is not None and detector in DETECTOR_FILES:
+        files.append(DETECTOR_FILES[detector])
+    elif detector is not None and detector in DETECTOR_FILES.values():  # a bare registry file name
+        files.append(detector)
+    if parse:
+        files.append(dict(PARSER_FILES)["parsenet"])
+    return list(dict.fromkeys(files))
+
+
+def resolve_run_weights(
+    weights_dir: str | Path | None = None,
+    *,
+    model: str | None,
+    detector: str | None = None,
+    parse: bool = False,
+    upscale: int = 1,
+    bg_upsampler: str = "realesrgan",
+    download: bool = True,
+) -> dict[str, Path]:
+    """Find (or download) every weight file a run needs before any model is built or frame decoded.
+
+    Every file is tried; when some are missing, one :class:`WeightsError` names them all, each with its URL and
+    the folder to put it in. Returns registry name → local path. The loaders then find the files in place.
+    """
+    from .weights import resolve_many
+
+    return resolve_many(
+        run_weight_files(model, detector, parse, upscale, bg_upsampler), weights_dir, download=download
+    )

@@ -20,6 +20,7 @@ a process pool, Ray tasks, or the calling thread.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -36,7 +37,7 @@ from .media.filters import FilterPlan
 from .media.probe import MediaInfo, open_input
 from .media.sink import VideoSink
 from .media.source import Frame, VideoSource
-from .pipeline import FaceStage, RestoreOptions, RestoreStats, build_stage, temporary_path
+from .pipeline import FaceStage, RestoreOptions, RestoreStats, build_stage, sweep_partials, temporary_path
 
 StageFactory = Callable[[RestoreOptions, RestoreStats, Callable[[str], None]], FaceStage]
 
@@ -52,13 +53,29 @@ class Segment:
     frames: int  # as counted from the packets; decoding may find fewer in a damaged file
 
 
-def plan_segments(info: MediaInfo, seconds: float) -> list[Segment]:
-    """Cut ``info``'s video into segments of about ``seconds`` (``<= 0``: one segment).
+def range_pts(info: MediaInfo, start: float | None, end: float | None) -> tuple[int | None, int | None]:
+    """``start``/``end`` seconds (from the file's first timestamp) as video timestamps: the first frame at or
+    after each."""
+    tb = info.video.time_base
+    origin = Fraction(str(info.start_time or 0.0))  # str: 0.2 is 1/5, not the binary float's 0.2000…0111
+
+    def pts(t: float | None) -> int | None:
+        return None if t is None else math.ceil((origin + Fraction(str(t))) / tb)
+
+    return pts(start), pts(end)
+
+
+def plan_segments(
+    info: MediaInfo, seconds: float, start_pts: int | None = None, end_pts: int | None = None
+) -> list[Segment]:
+    """Cut ``info``'s video (the frames with ``start_pts <= pts < end_pts``) into segments of about ``seconds``
+    (``<= 0``: one segment).
 
     Boundaries fall on frames: segment k starts at the first frame at or after ``first + k * seconds``.
     A stream whose packets lack timestamps is not cut.
     """
-    if seconds <= 0:
+    ranged = start_pts is not None or end_pts is not None
+    if seconds <= 0 and not ranged:
         return [Segment(0, None, None, 0, info.estimated_frames or 0)]
     pts: list[int] = []
     with open_input(info.path) as container:
@@ -68,13 +85,16 @@ def plan_segments(info: MediaInfo, seconds: float) -> list[Segment]:
                 if packet.size == 0:
                     continue
                 if packet.pts is None:
-                    return [Segment(0, None, None, 0, info.estimated_frames or 0)]
-                pts.append(int(packet.pts))
+                    return [Segment(0, start_pts, end_pts, 0, info.estimated_frames or 0)]
+                if (start_pts is None or packet.pts >= start_pts) and (end_pts is None or packet.pts < end_pts):
+                    pts.append(int(packet.pts))
         except av.FFmpegError:
             pass  # truncated: cut what could be read; the last segment decodes to the end anyway
     if not pts:
-        return [Segment(0, None, None, 0, 0)]
+        return [Segment(0, start_pts, end_pts, 0, 0)]
     pts.sort()
+    if seconds <= 0:
+        return [Segment(0, start_pts, end_pts, 0, len(pts))]
     step = Fraction(seconds) / info.video.time_base
     starts = [0]
     boundary = pts[0] + step
@@ -89,8 +109,8 @@ def plan_segments(info: MediaInfo, seconds: float) -> list[Segment]:
         segments.append(
             Segment(
                 index=k,
-                start_pts=None if k == 0 else pts[first],
-                end_pts=None if k + 1 == len(starts) else pts[last],
+                start_pts=start_pts if k == 0 else pts[first],
+                end_pts=end_pts if k + 1 == len(starts) else pts[last],
                 first_frame=first,
                 frames=last - first,
             )
@@ -197,7 +217,8 @@ def run_segment(job: SegmentJob) -> SegmentResult:
         stage = build_stage(job.options, stats, note, info=out_info)
     else:
         stage = job.stage_factory(job.options, stats, note)
-    tmp = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
+    sweep_partials(path, note)
+    tmp = temporary_path(path)
     source = VideoSource(job.info, start_pts=seg.start_pts, end_pts=seg.end_pts)
     rotation = 0
     frames = 0
@@ -246,14 +267,18 @@ def join_segments(
     present = list(paths)
     if not present:
         raise MediaError(f"{info.path}: no video frame could be decoded")
+    sweep_partials(dst, notice)
     tmp = temporary_path(dst)
     try:
         with open_input(present[0]) as first:
             template = first.streams.video[0]
             extradata = bytes(template.codec_context.extradata or b"")
+            start, end = options.time_range()
+            ranged = {"start": start, "end": end} if start is not None or end is not None else {}
             with VideoSink(
-                tmp, info, options.encode_options(), notice, video_template=template, rotation=rotation
+                tmp, info, options.encode_options(), notice, video_template=template, rotation=rotation, **ranged
             ) as sink:
+                keep_colour(sink, info, template.codec_context.pix_fmt)
                 for p in present:
                     with open_input(p) as c:
                         stream = c.streams.video[0]
@@ -275,6 +300,29 @@ def join_segments(
         tmp.unlink(missing_ok=True)
         raise
     return packets
+
+
+def keep_colour(sink: VideoSink, info: MediaInfo, pix_fmt: str | None) -> None:
+    """Tag the joined video (of ``pix_fmt``) with the colour range, matrix, primaries and transfer a single-file
+    run gives it: the source's, as the sink's own rule carries them across RGB/YUV.
+
+    The segment files cannot be trusted to carry them: for a range with no matrix (``color_range=tv`` alone) x264
+    writes no VUI and the MP4 muxer no ``colr`` box, so the segment's stream says "unspecified".
+    """
+    from .media import sink as _sink
+
+    stream = getattr(sink, "_video", None)
+    if stream is None:
+        return
+    color = info.video.color
+    rule = getattr(_sink, "_output_color", None)
+    if rule is not None and pix_fmt:
+        color = rule(color, info.video.pix_fmt, pix_fmt)
+    cc = stream.codec_context
+    for name, value in (("color_range", color.range), ("color_primaries", color.primaries),
+                        ("color_trc", color.trc), ("colorspace", color.space)):
+        if value not in (0, 2) or name == "color_range" and value:
+            setattr(cc, name, value)
 
 
 @dataclass
@@ -341,7 +389,7 @@ def prepare_file(
         except (ValueError, TypeError, KeyError):
             segments = None
     if segments is None:
-        segments = plan_segments(info, segment_seconds)
+        segments = plan_segments(info, segment_seconds, *range_pts(info, *options.time_range()))
         write_atomic(plan_file, json.dumps({"segments": [asdict(s) for s in segments]}).encode())
     return FileJob(info, output, work, options, filters, segments, stage_factory)
 

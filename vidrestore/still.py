@@ -8,33 +8,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .cli_options import add_face_arguments, add_upscale_arguments, restore_options
+from .cli_options import add_face_arguments, add_range_arguments, add_upscale_arguments, parse_time, restore_options
 from .errors import MediaError, OutputError, UsageError
 from .media.probe import probe
 from .media.source import VideoSource
-from .pipeline import RestoreOptions, RestoreStats, build_stage, keep_input, side_by_side
+from .pipeline import RestoreOptions, RestoreStats, build_stage, keep_input, side_by_side, write_error
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _HISTORY_S = 1.0  # decoded before the requested time, so the tracker is settled there
 
 
-def parse_time(text: str) -> float:
-    """``83.5``, ``1:23.5`` or ``00:01:23.5`` → seconds."""
-    if not re.fullmatch(r"\d+(\.\d*)?|(\d+:){1,2}\d+(\.\d*)?", text.strip()):
-        raise UsageError(f"--at {text!r} is not a time; write seconds (83.5) or [hh:]mm:ss(.s)")
-    seconds = 0.0
-    for part in text.strip().split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds
+__all__ = ["parse_time", "still_image", "write_image", "build_parser", "run"]
 
 
 def still_image(src: str | os.PathLike, at: float, dst: str | os.PathLike, options: RestoreOptions) -> Path:
-    """Write the before/after image of the frame shown at ``at`` seconds of ``src`` to ``dst``."""
+    """Write the before/after image of the frame shown at ``at`` seconds of ``src`` to ``dst``.
+
+    With ``options.start``/``options.end`` (a part of the video, as a video run with them would restore), ``at`` is
+    counted from ``start``, as in that run's output, and must fall before ``end``.
+    """
+    first, last = options.time_range()
+    if first is not None or last is not None:
+        if last is not None and (first or 0.0) + at >= last:
+            raise UsageError(f"--at {at:.2f} s is after the part chosen ({(first or 0.0):.2f} to {last:.2f} s)")
+        at += first or 0.0
     info = probe(src)
     dst = Path(dst)
     if dst.suffix.lower() not in _IMAGE_EXTENSIONS:
@@ -71,13 +72,15 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise OutputError(f"{path}: the image could not be encoded")
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.partial")  # one fixed name: a killed run's is overwritten by the next
     try:
         tmp.write_bytes(data.tobytes())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C and SIGTERM too: never leave the partial behind
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from None
+        raise
 
 
 def build_parser(prog: str = "vidrestore still") -> argparse.ArgumentParser:
@@ -88,6 +91,7 @@ def build_parser(prog: str = "vidrestore still") -> argparse.ArgumentParser:
     p.add_argument("--at", required=True, help="the time of the frame: seconds or [hh:]mm:ss(.s)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the image to write (.png or .jpg)")
     p.add_argument("--overwrite", action="store_true", help="replace the image if it exists")
+    add_range_arguments(p)
     add_face_arguments(p)
     add_upscale_arguments(p)
     return p

@@ -16,6 +16,11 @@ HTTP Range request, retried with exponential backoff, checked (size and sha256) 
 place. ``VIDRESTORE_WEIGHTS_URL`` replaces everything before the file name in each URL (a mirror, or a
 local server in tests).
 
+Downloads are serialised per file by a lock file, ``<folder>/.<name>.lock`` (the ``filelock`` package): when two
+processes (batch workers, two terminals) ask for the same missing file, one downloads it while the other waits,
+then verifies the finished file and uses it. :func:`resolve_many` resolves every file a run needs before any
+work starts and names all missing ones in one message.
+
 Where the registry knows no sha256 (``RestoreFormer.pth``) the md5 is checked instead, and the sha256 of
 the first file that passes is recorded in ``<folder>/.verified.json``; later checks use that sha256. The same
 record remembers which non-commercial licences were already shown.
@@ -39,6 +44,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from filelock import FileLock, Timeout
+
 from .errors import ChecksumError, WeightsError
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "find_weights",
     "download_dir",
     "resolve_weights",
+    "resolve_many",
     "download_weights",
     "verify_file",
     "manifest_dict",
@@ -70,6 +78,8 @@ RECORD_NAME: Final = ".verified.json"
 #: The checkout's ``weights/`` folder; searched only when it exists. Tests point this elsewhere.
 CHECKOUT_WEIGHTS_DIR: Final = Path(__file__).resolve().parents[1] / "weights"
 _HASH_CHUNK: Final = 1 << 20
+#: Seconds to wait for another process's download before saying so on stderr (then wait on).
+LOCK_NOTICE_AFTER: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -387,6 +397,22 @@ def resolve_weights(
     ``progress``: ``True`` always shows a progress bar, ``False`` never, ``None`` when stderr is a terminal.
     Raises :class:`WeightsError` (missing, cannot download) or :class:`ChecksumError` (wrong size or hash).
     """
+    entry = _registry_entry(name_or_path, registry)
+    if isinstance(entry, Path):
+        return entry
+    found = _find_checked(entry, weights_dir)
+    if found is not None:
+        return found
+    if not download:
+        raise WeightsError(
+            f"{entry.name} not found in {', '.join(str(d) for d in search_dirs(weights_dir))}; download it from "
+            f"{weight_url(entry)} into one of them"
+        )
+    return download_weights(entry, download_dir(weights_dir), progress=progress, options=options)
+
+
+def _registry_entry(name_or_path: str | os.PathLike[str], registry: Mapping[str, WeightFile]) -> WeightFile | Path:
+    """The registry entry a name means, or the existing file a path names (:class:`WeightsError` otherwise)."""
     text = os.fspath(name_or_path)
     looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text) or text.startswith("~")
     known_name = not looks_like_path and (text in registry or text + ".pth" in registry)
@@ -397,7 +423,14 @@ def resolve_weights(
             return candidate
         if looks_like_path:
             raise WeightsError(f"weight file {text} does not exist")
-    entry = lookup(text, registry)
+    return lookup(text, registry)
+
+
+def _find_checked(entry: WeightFile, weights_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The first copy of ``entry`` in the search folders after the cheap checks, or ``None`` when there is none.
+
+    Raises :class:`ChecksumError` for a copy of the wrong size (or, md5-only files, the wrong md5).
+    """
     for d in search_dirs(weights_dir):
         p = d / entry.name
         if not p.is_file():
@@ -414,12 +447,72 @@ def resolve_weights(
             if not result.ok:
                 raise ChecksumError(f"{p}: {result.reason}; delete it or run `vidrestore weights fetch {entry.name}`")
         return p
-    if not download:
-        raise WeightsError(
-            f"{entry.name} not found in {', '.join(str(d) for d in search_dirs(weights_dir))}; download it from "
-            f"{weight_url(entry)} into one of them"
-        )
-    return download_weights(entry, download_dir(weights_dir), progress=progress, options=options)
+    return None
+
+
+def resolve_many(
+    names_or_paths: Iterable[str | os.PathLike[str]],
+    weights_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: bool | None = None,
+    *,
+    registry: Mapping[str, WeightFile] = REGISTRY,
+    options: DownloadOptions | None = None,
+) -> dict[str, Path]:
+    """Resolve (and download, when ``download``) every file before any work starts: name → local path.
+
+    Every file is tried, even after one fails; then one :class:`WeightsError` names all the files that are
+    missing or bad, with the URL of each and the folder to put it in. Paths are returned as they are.
+    """
+    found: dict[str, Path] = {}
+    failed: list[tuple[WeightFile, str]] = []
+    folder: Path | None = None
+    for item in names_or_paths:
+        key = os.fspath(item)
+        entry = _registry_entry(item, registry)
+        if isinstance(entry, Path):
+            found[key] = entry
+            continue
+        if any(entry is e for e, _ in failed):
+            continue
+        try:
+            path = _find_checked(entry, weights_dir)
+            if path is None and download:
+                folder = folder or download_dir(weights_dir)
+                path = _download_locked(entry, folder, progress, options or DownloadOptions())
+        except _FetchFailed as f:
+            failed.append((entry, f.reason))
+            continue
+        except WeightsError as exc:  # a bad copy found (ChecksumError), a folder that cannot be created
+            failed.append((entry, str(exc)))
+            continue
+        if path is None:
+            failed.append((entry, "not found"))
+        else:
+            found[key] = path
+    if failed:
+        raise WeightsError(_missing_message(failed, weights_dir))
+    return found
+
+
+def _missing_message(failed: Iterable[tuple[WeightFile, str]], weights_dir: str | os.PathLike[str] | None) -> str:
+    """One line naming every file in ``failed`` (entry, reason): its URL, where to put it, and why."""
+    failed = list(failed)
+    try:
+        where = str(download_dir(weights_dir))
+    except WeightsError:
+        where = ", ".join(str(d) for d in search_dirs(weights_dir))
+    files = "; ".join(f"{e.name} from {weight_url(e)}" for e, _ in failed)
+    reasons: list[str] = []
+    for _, reason in failed:
+        if reason not in reasons and reason != "not found":
+            reasons.append(reason)
+    names = " ".join(e.name for e, _ in failed)
+    why = f" (problems: {' | '.join(reasons)})" if reasons else ""
+    return (
+        f"{len(failed)} weight file(s) missing: {files}. Put each in {where} (or in a folder listed in "
+        f"${ENV_DIRS}), or run `vidrestore weights fetch {names}` when online{why}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -630,6 +723,15 @@ def _hash_into(path: Path, *hashes: Any) -> None:
                 h.update(chunk)
 
 
+class _FetchFailed(Exception):
+    """A download that did not produce the published file; ``reason`` is short, ``checksum`` says which kind."""
+
+    def __init__(self, reason: str, *, checksum: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.checksum = checksum
+
+
 def download_weights(
     entry: WeightFile | str,
     folder: str | os.PathLike[str],
@@ -640,28 +742,75 @@ def download_weights(
 ) -> Path:
     """Download ``entry`` into ``folder`` (resuming a ``.part`` there), check it and rename it into place.
 
-    An existing file of that name in ``folder`` is replaced only after the new one has passed its checks.
+    Holds ``<folder>/.<name>.lock`` throughout: a second process asking for the same file waits, then finds the
+    finished file, verifies it (sha256) and returns it without downloading again. An existing file of that name
+    in ``folder`` is replaced only after the new one has passed its checks.
     """
     if isinstance(entry, str):
         entry = lookup(entry, registry)
-    opts = options or DownloadOptions()
     folder = Path(folder)
+    url = weight_url(entry)
+    try:
+        return _download_locked(entry, folder, progress, options or DownloadOptions())
+    except _FetchFailed as f:
+        if f.checksum:
+            raise ChecksumError(
+                f"downloaded {entry.name} from {url} is not the published file ({f.reason}); the partial file was "
+                f"deleted; try again later or download it yourself into {folder}"
+            ) from None
+        raise WeightsError(
+            f"cannot download {entry.name} from {url}: {f.reason}; download it yourself and put it in {folder} "
+            f"(or set {ENV_DIRS} to a folder that holds it)"
+        ) from f.__cause__
+
+
+def _lock(folder: Path, name: str) -> FileLock:
+    """The per-file lock, acquired; says on stderr when it has to wait for another process."""
+    lock = FileLock(str(folder / f".{name}.lock"))
+    try:
+        lock.acquire(timeout=LOCK_NOTICE_AFTER)
+    except Timeout:
+        print(
+            f"vidrestore: waiting for another process that is downloading {name} into {folder}",
+            file=sys.stderr, flush=True,
+        )
+        lock.acquire()  # blocks until the other process finishes (the OS frees the lock if it dies)
+    except OSError as e:
+        raise _FetchFailed(f"cannot create the lock file in {folder}: {e.strerror or e}") from e
+    return lock
+
+
+def _finished_copy(entry: WeightFile, final: Path) -> bool:
+    """True when ``final`` exists and is the published file (size first, then the full hash)."""
+    if not final.is_file():
+        return False
+    ok, _, _ = _size_matches(entry, final)
+    return ok and verify_file(final, entry).ok
+
+
+def _download_locked(entry: WeightFile, folder: Path, progress: bool | None, opts: DownloadOptions) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WeightsError(f"cannot create the weights folder {folder}: {e.strerror or e}") from e
+    final = folder / entry.name
+    lock = _lock(folder, entry.name)
+    try:
+        if _finished_copy(entry, final):
+            return final  # another process downloaded it while we waited
+        return _download(entry, folder, progress, opts)
+    finally:
+        lock.release()
+
+
+def _download(entry: WeightFile, folder: Path, progress: bool | None, opts: DownloadOptions) -> Path:
+    """Fetch, check and rename into place; the caller holds the lock. Raises :class:`_FetchFailed`."""
     url = weight_url(entry)
     final = folder / entry.name
     part = folder / (entry.name + ".part")
     expected_size, expected_sha = _expected(entry, folder)
     _show_licence_once(entry, folder)
     show = progress if progress is not None else sys.stderr.isatty()
-
-    def fail(reason: str) -> WeightsError:
-        return WeightsError(
-            f"cannot download {entry.name} from {url}: {reason}; download it yourself and put it in {folder} "
-            f"(or set {ENV_DIRS} to a folder that holds it)"
-        )
 
     last = "no attempt made"
     with _Bar(bool(show), entry.name) as bar:
@@ -674,9 +823,9 @@ def download_weights(
             except _Retryable as e:
                 last = str(e)
             except WeightsError as e:
-                raise fail(str(e)) from e
+                raise _FetchFailed(str(e)) from e
         else:
-            raise fail(f"{last} (after {max(1, opts.retries + 1)} attempts)")
+            raise _FetchFailed(f"{last} (after {max(1, opts.retries + 1)} attempts)")
 
     size = part.stat().st_size
     digest = sha.hexdigest()
@@ -689,10 +838,7 @@ def download_weights(
         problem = f"md5 {md5.hexdigest()}, expected {entry.md5}"
     if problem:
         part.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"downloaded {entry.name} from {url} is not the published file ({problem}); the partial file was "
-            f"deleted; try again later or download it yourself into {folder}"
-        )
+        raise _FetchFailed(problem, checksum=True)
     os.replace(part, final)
     if expected_sha is None or entry.sha256 is None:
         _record_verified(folder, entry.name, size, digest)

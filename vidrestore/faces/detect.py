@@ -379,8 +379,9 @@ def load_detector(
     """Build a :class:`RetinaFaceDetector` from a known name or a checkpoint path.
 
     Names: ``"retinaface_resnet50"`` (``detection_Resnet50_Final.pth``) and ``"retinaface_mobile0.25"``
-    (``detection_mobilenet0.25_Final.pth``), found (or downloaded) by :func:`vidrestore.weights.resolve_weights`.
-    A path is loaded directly; its backbone comes from ``backbone``, else the file name, else the keys.
+    (``detection_mobilenet0.25_Final.pth``), found (or downloaded) by :func:`vidrestore.weights.resolve_weights`;
+    those registry file names work too. A path to a RetinaFace checkpoint (facexlib's layout, e.g. a user's own
+    file) is loaded directly; its backbone comes from ``backbone``, else the file name, else the keys.
     ``options`` are :class:`DetectorOptions` fields.
     """
     valid = {f.name for f in fields(DetectorOptions)}
@@ -390,16 +391,19 @@ def load_detector(
     opts = DetectorOptions(**options)  # type: ignore[arg-type]
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
-    if text in DETECTOR_FILES:
+    path = Path(text).expanduser()
+    by_file = {f: n for n, f in DETECTOR_FILES.items()}
+    if text in DETECTOR_FILES or text in by_file:  # a bare registry name is never read from the working dir
         from ..weights import resolve_weights
 
-        path = Path(resolve_weights(DETECTOR_FILES[text], weights_dir=weights_dir))
-        backbone = backbone or _BACKBONE_OF_NAME[text]
-    else:
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise WeightsError(
-                f"unknown detector {text!r}: not a file, and not one of {', '.join(DETECTOR_FILES)}"
-            )
+        name = text if text in DETECTOR_FILES else by_file[text]
+        path = Path(resolve_weights(DETECTOR_FILES[name], weights_dir=weights_dir))
+        backbone = backbone or _BACKBONE_OF_NAME[name]
+    elif not path.is_file():
+        if isinstance(name_or_path, os.PathLike) or os.sep in text or text.endswith((".pth", ".pt")):
+            raise CheckpointError(f"{path}: no such detector checkpoint file")
+        raise WeightsError(
+            f"unknown detector {text!r}; choose one of {', '.join(DETECTOR_FILES)} or give a RetinaFace .pth file"
+        )
     model = _load_retinaface(path, backbone)
     return RetinaFaceDetector(model.to(dev), opts)

@@ -1,21 +1,25 @@
 """The face stage of the stream: detect → track → align → restore → blend → paste, in frame order.
 
 A generator transform of ``Frame`` objects (the pipeline's ``FaceStage``). Frames wait only as long as
-batching and the fixed-lag smoother need:
+detection chunks, the fixed-lag smoother and batching need:
 
 * detection runs on chunks of ``detect_batch`` frames (every ``detect_every``-th frame, and every scene cut);
 * the tracker's fixed-lag smoother hands a frame back ``lag`` frames later with RTS-smoothed landmarks
   (``causal=True`` for live: no delay);
-* aligned crops of several frames and faces are gathered until ``batch_size`` faces are waiting, then
-  restored in one call, with each track's own fixed StyleGAN noise;
+* aligned crops of several frames and faces are gathered until ``batch_size`` faces (or ``batch_size``
+  frames) are waiting, then restored in one call, with each track's own fixed StyleGAN noise; a frame
+  without faces (or at a scene cut) restores what is waiting at once, as a partial batch, and passes;
 * each restored crop is blended with its track's previous output in aligned space (motion-weighted),
   mixed with the input crop by ``strength``, and pasted back with a soft mask (ParseNet's face mask,
   computed every ``parse_every`` frames of a track, or a feathered box).
 
-So at most ``detect_batch + lag + batch_size`` frames are held, whatever the length of the video.
+So at most :attr:`FaceStage.window` ``= detect_batch + lag + batch_size`` frames are held (taken from the
+input and not yet yielded), whatever the faces do and however long the video. Per-track state (blend,
+noise, mask, the previous crops of the flicker figure) lives only while the track is seen; the report keeps
+running sums per track, not histories.
 
-The restorer is called in fixed-size micro-batches (padded with copies of the last crop), so a face's
-restored pixels never depend on ``batch_size`` or on which other faces share its call.
+The restorer is called in fixed-size micro-batches (``micro_batch`` faces, padded with copies of the last
+crop), so a face's restored pixels never depend on ``batch_size`` or on how many faces share its call.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..media.source import Frame
 from ..temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
 from .align import align_face, invert_affine, paste_faces
 from .face import Face
-from .track import FixedLagSmoother, TrackerOptions, is_scene_cut, landmark_jitter, small_grey
+from .track import FixedLagSmoother, RunningJitter, TrackerOptions, is_scene_cut, small_grey
 
 __all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer"]
 
@@ -107,19 +111,29 @@ class FaceOptions:
             raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
         if self.parse_every < 1:
             raise UsageError(f"parse_every must be at least 1, got {self.parse_every}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise UsageError(f"micro_batch must be at least 1, got {self.micro_batch}")
 
 
 @dataclass
 class _TrackReport:
+    """A track's figures, as running sums (constant size however long the track)."""
+
     frames: int = 0
-    raw: list[np.ndarray] = field(default_factory=list)
-    smooth: list[np.ndarray] = field(default_factory=list)
+    raw: RunningJitter = field(default_factory=RunningJitter)
+    smooth: RunningJitter = field(default_factory=RunningJitter)
     diff_in: float = 0.0
     diff_out: float = 0.0
     pairs: int = 0
-    prev_in: np.ndarray | None = None
-    prev_out: np.ndarray | None = None
-    last_frame: int = -2
+
+
+@dataclass
+class _LiveTrack:
+    """What the flicker figure needs of a track's previous frame; dropped when the track ends."""
+
+    frame: int
+    prev_in: np.ndarray
+    prev_out: np.ndarray
 
 
 @dataclass
@@ -142,8 +156,8 @@ class FaceReport:
         for tid, t in sorted(self.tracks.items()):
             out[str(tid)] = {
                 "frames": t.frames,
-                "jitter_raw_px": _jitter(t.raw),
-                "jitter_smoothed_px": _jitter(t.smooth),
+                "jitter_raw_px": t.raw.value,
+                "jitter_smoothed_px": t.smooth.value,
                 "temporal_diff_input": t.diff_in / t.pairs if t.pairs else None,
                 "temporal_diff_output": t.diff_out / t.pairs if t.pairs else None,
             }
@@ -164,12 +178,6 @@ class FaceReport:
         if fin and fout:
             parts.append(f"face flicker {np.mean(fin):.2f} -> {np.mean(fout):.2f} levels")
         return ", ".join(parts)
-
-
-def _jitter(seq: list[np.ndarray]) -> float | None:
-    if len(seq) < 3:
-        return None
-    return float(landmark_jitter(np.stack(seq)))
 
 
 @dataclass
@@ -205,6 +213,13 @@ class FaceStage:
         self.device = torch.device(dev)
         self.report = FaceReport()
         self._mask = face_region_mask(_FLICKER_SIZE, _FLICKER_SIZE)
+        self._live: dict[int, _LiveTrack] = {}
+
+    @property
+    def window(self) -> int:
+        """The most frames held at once: a detection chunk, the smoother's look-ahead, a restore batch."""
+        opts = self.options
+        return opts.detect_batch + (0 if opts.causal else opts.lag) + opts.batch_size
 
     # -- the generator --------------------------------------------------------------------------------------
     def __call__(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -213,7 +228,8 @@ class FaceStage:
         self._blender = TemporalBlender(TemporalOptions(enabled=opts.temporal, strength=opts.temporal_strength))
         self._noise = TrackNoise(base_seed=opts.seed, device=self.device)
         self._masks: dict[int, tuple[int, torch.Tensor]] = {}
-        self._held: dict[int, tuple[Frame, list[Face] | None]] = {}
+        self._live = {}
+        self._held: dict[int, tuple[Frame, list[Face] | None, bool]] = {}
         self._queue: list[_Pending] = []
         self._prev_small: np.ndarray | None = None
         self._since_detect = 0
@@ -266,10 +282,7 @@ class FaceStage:
             dets = detections.get(i)
             if cuts[i]:
                 self.report.cuts += 1
-                self._blender.reset()
-                self._noise.reset()
-                self._masks.clear()
-            self._held[frame.index] = (frame, dets)
+            self._held[frame.index] = (frame, dets, cuts[i])
             for idx, faces in smoother.push(frame.index, dets, is_cut=cuts[i]):
                 yield from self._ready(idx, faces)
 
@@ -285,38 +298,42 @@ class FaceStage:
 
     # -- alignment and batching -----------------------------------------------------------------------------
     def _ready(self, idx: int, faces: list[Face]) -> Iterator[Frame]:
-        frame, raw = self._held.pop(idx)
+        frame, raw, cut = self._held.pop(idx)
+        if cut:
+            # the frames before the cut finish with their tracks' state; then every track's state goes
+            yield from self._restore_queue()
+            self._forget_all()
         faces = [f for f in faces if f.track_id is not None]
         self._record_landmarks(faces, raw)
         if self.options.strength == 0.0 or not faces:
-            # nothing to restore: pass the frame through untouched (still in order behind queued frames)
+            # nothing to restore: what waits is restored now (a partial batch), and the frame passes untouched
             self._queue.append(_Pending(frame, [], np.empty((0, 512, 512, 3), np.uint8), np.empty((0, 2, 3))))
-            if not any(len(p.faces) for p in self._queue):
-                yield from self._emit_all()
+            yield from self._restore_queue()
             return
         crops = np.empty((len(faces), 512, 512, 3), np.uint8)
         affines = np.empty((len(faces), 2, 3), np.float64)
         for k, face in enumerate(faces):
             crops[k], affines[k] = align_face(frame.rgb, face.landmarks, self.options.sar)
         self._queue.append(_Pending(frame, faces, crops, affines))
-        if sum(len(p.faces) for p in self._queue) >= self.options.batch_size:
+        batch = self.options.batch_size
+        if len(self._queue) >= batch or sum(len(p.faces) for p in self._queue) >= batch:
             yield from self._restore_queue()
 
     def _record_landmarks(self, faces: list[Face], raw: list[Face] | None) -> None:
         for face in faces:
             t = self.report.tracks.setdefault(face.track_id, _TrackReport())
             t.frames += 1
-            t.smooth.append(face.landmarks.copy())
+            t.smooth.push(face.landmarks)
             if raw:
                 nearest = min(raw, key=lambda r: float(np.abs(r.landmarks - face.landmarks).mean()))
-                t.raw.append(nearest.landmarks.copy())
+                t.raw.push(nearest.landmarks)
         if faces:
             self.report.frames_with_faces += 1
             self.report.faces += len(faces)
 
     # -- restoration ------------------------------------------------------------------------------------------
     def _micro(self) -> int:
-        if self.options.micro_batch:
+        if self.options.micro_batch is not None:
             return self.options.micro_batch
         return self.options.batch_size if self.device.type == "cuda" else 1
 
@@ -366,14 +383,24 @@ class FaceStage:
             self._forget_ended(queue[-1].frame.index)
 
     def _forget_ended(self, index: int) -> None:
-        """Drop the blend state, noise and mask of tracks not seen for a while (ids are never reused)."""
+        """Drop the blend state, noise, mask and previous crops of tracks not seen for a while (ids are never
+        reused). Walks only the live tracks."""
         horizon = 2 * (self.options.lag + self.options.detect_every) + 2
-        for tid, t in self.report.tracks.items():
-            if t.last_frame >= 0 and index - t.last_frame > horizon and t.prev_in is not None:
-                self._blender.forget(tid)
-                self._noise.forget(tid)
-                self._masks.pop(tid, None)
-                t.prev_in = t.prev_out = None
+        for tid in [tid for tid, live in self._live.items() if index - live.frame > horizon]:
+            self._forget(tid)
+
+    def _forget(self, tid: int) -> None:
+        self._blender.forget(tid)
+        self._noise.forget(tid)
+        self._masks.pop(tid, None)
+        self._live.pop(tid, None)
+
+    def _forget_all(self) -> None:
+        """A scene cut: every track ends (the tracker gives new ids after it)."""
+        self._blender.reset()
+        self._noise.reset()
+        self._masks.clear()
+        self._live.clear()
 
     # -- blending and paste-back --------------------------------------------------------------------------------
     def _finish(self, p: _Pending) -> Frame:
@@ -420,8 +447,9 @@ class FaceStage:
             cur_in = cv2.resize(p.crops[k], (_FLICKER_SIZE, _FLICKER_SIZE), interpolation=cv2.INTER_AREA)
             cur_in = cur_in.astype(np.float32)
             cur_out = _crop(p.frame.rgb, output_affine(p.affines[k], self.scale)).astype(np.float32)
-            if t.prev_in is not None and t.last_frame == index - 1:
-                t.diff_in += float(np.abs(cur_in - t.prev_in)[mask].mean())
-                t.diff_out += float(np.abs(cur_out - t.prev_out)[mask].mean())
+            live = self._live.get(face.track_id)
+            if live is not None and live.frame == index - 1:
+                t.diff_in += float(np.abs(cur_in - live.prev_in)[mask].mean())
+                t.diff_out += float(np.abs(cur_out - live.prev_out)[mask].mean())
                 t.pairs += 1
-            t.prev_in, t.prev_out, t.last_frame = cur_in, cur_out, index
+            self._live[face.track_id] = _LiveTrack(index, cur_in, cur_out)

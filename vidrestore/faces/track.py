@@ -81,6 +81,7 @@ __all__ = [
     "DEFAULT_CUT_THRESHOLD",
     "FaceTracker",
     "FixedLagSmoother",
+    "RunningJitter",
     "TrackerOptions",
     "box_iou",
     "is_scene_cut",
@@ -244,6 +245,32 @@ def landmark_jitter(landmarks_seq: np.ndarray, truth: np.ndarray | None = None) 
             return 0.0
         d = np.diff(x - g, axis=0)
     return float(np.linalg.norm(d, axis=-1).mean())
+
+
+@dataclass
+class RunningJitter:
+    """:func:`landmark_jitter` (without truth) of a sequence fed one frame at a time, in constant memory.
+
+    Keeps the last two landmark sets and a running sum of second-difference magnitudes: after pushing
+    ``x[0] … x[T-1]``, :attr:`value` is ``landmark_jitter(np.stack(x))`` (``None`` below 3 frames).
+    """
+
+    total: float = 0.0
+    count: int = 0
+    _prev: np.ndarray | None = field(default=None, repr=False)
+    _prev2: np.ndarray | None = field(default=None, repr=False)
+
+    def push(self, landmarks: np.ndarray) -> None:
+        x = np.asarray(landmarks, dtype=np.float64).reshape(5, 2).copy()
+        if self._prev is not None and self._prev2 is not None:
+            d = x - 2 * self._prev + self._prev2
+            self.total += float(np.linalg.norm(d, axis=-1).sum())
+            self.count += len(d)
+        self._prev2, self._prev = self._prev, x
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
 
 
 def mean_offset(est: np.ndarray, truth: np.ndarray) -> float:

@@ -47,6 +47,7 @@ class VideoInfo:
     duration: float | None
     sar: Fraction
     color: ColorInfo
+    field_order: int = 0  # AVFieldOrder as the stream states it: 0 unknown, 1 progressive, 2 TT, 3 BB, 4 TB, 5 BT
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         cc = v.codec_context
         if cc is None or not cc.width or not cc.height:
             raise MediaError(f"{p}: the video stream has no decodable picture size")
-        sar = cc.sample_aspect_ratio or v.sample_aspect_ratio
-        sar = Fraction(sar) if sar and sar > 0 else Fraction(1)
+        sar = resolved_sar(v)
         rate = v.average_rate or v.guessed_rate or v.base_rate
         video = VideoInfo(
             index=v.index,
@@ -140,9 +140,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             color=ColorInfo(
                 primaries=int(cc.color_primaries or 2),
                 trc=int(cc.color_trc or 2),
-                space=int(cc.colorspace or 2),
+                space=_space(cc),
                 range=int(cc.color_range or 0),
             ),
+            field_order=int(cc.field_order or 0),
         )
         streams = tuple(
             StreamInfo(
@@ -159,6 +160,25 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         return MediaInfo(
             path=p, format=container.format.name, duration=duration, video=video, streams=streams, start_time=start
         )
+
+
+def resolved_sar(stream) -> Fraction:
+    """The sample aspect ratio as FFmpeg resolves it: the container's where it states one (AVI vprp, MOV pasp,
+    Matroska display size), else the bitstream's, else 1:1 (``av_guess_sample_aspect_ratio``, which is what
+    PyAV's ``VideoStream.sample_aspect_ratio`` wraps). A DV-AVI whose container says 10:11 stays 10:11 although
+    the DV bitstream says 8:9; an H.263 3GP whose container says 1:1 stays 1:1 although the bitstream says 12:11.
+    """
+    sar = stream.sample_aspect_ratio or (stream.codec_context.sample_aspect_ratio if stream.codec_context else None)
+    return Fraction(sar) if sar and sar > 0 else Fraction(1)
+
+
+def _space(cc) -> int:
+    """The stream's colour matrix; RGB pixel formats (gbrp, bgr0, ...) are RGB (0) whatever the tag omits."""
+    space = int(cc.colorspace or 2)
+    fmt = cc.format
+    if fmt is not None and fmt.is_rgb and space == 2:
+        return 0
+    return space
 
 
 def _is_attached_picture(stream) -> bool:
