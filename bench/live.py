@@ -9,14 +9,22 @@ checkpoint: ``python ../shared/reference/gfpgan/make_weights.py ../shared/refere
 OUT.pth``). Every figure comes from the same run: shown fps against the source fps (ratio), latency from a
 frame's capture to its display (median, p95), the restore latency (median) and how many restorations ran.
 The baseline row is ``--model none`` (no faces at all).
+
+    python bench/live.py --tracks 200
+
+measures instead a long session in which 200 faces come and go (at most 3 on screen): the per-track state
+held (entries per dict, MiB of crops, masks, blend state and GFP-GAN noise maps) and the process RSS at
+checkpoints; both stay flat when state is freed as tracks end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +77,91 @@ def make_restorer(spec: str):
     return load_restorer(spec, device="cpu")
 
 
+class ScriptedFaces:
+    """Track k is a 40-px face at slot k % 6 for 10 frames from frame 4k: <= 3 on screen, ``tracks`` in all."""
+
+    def __init__(self, tracks: int) -> None:
+        self.tracks, self.frame = tracks, 0
+
+    def detect(self, frames):
+        out = []
+        for _ in frames:
+            faces = []
+            for k in range(max(0, (self.frame - 10) // 4), min(self.tracks, self.frame // 4 + 1)):
+                if 4 * k <= self.frame < 4 * k + 10:
+                    x0, y0 = 10 + 50 * (k % 6), 40
+                    lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * 40 + [x0, y0]
+                    faces.append(Face(box=[x0, y0, x0 + 40, y0 + 40], landmarks=lm, score=0.99))
+            out.append(faces)
+            self.frame += 1
+        return out
+
+
+class NoisyIdentity:
+    """Identity that takes GFP-GAN's per-track noise, so the noise maps are really made and kept."""
+
+    device = "cpu"
+    noise_shapes = True
+
+    def restore(self, faces, noise=None):
+        return faces.copy()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _state_mib(preview) -> float:
+    """Bytes held in per-track state (cached crops and masks, blend state, noise)."""
+    n = sum(r.crop.nbytes + r.mask.nbytes for r in preview._cache.values())
+    n += sum(m.nbytes for _, m in preview._masks.values())
+    n += sum(np.asarray(st.prev).nbytes for st in preview._blender._state.values())
+    n += sum(t.numel() * t.element_size() for ts in preview._noise._cache.values() for t in ts)
+    return n / 2**20
+
+
+def track_state(tracks: int) -> None:
+    """A long session in which ``tracks`` faces come and go: per-track state and RSS at checkpoints."""
+    from vidrestore.live import LivePreview
+    from vidrestore.media.source import Frame
+
+    class Ones:
+        def face_masks(self, crops):
+            return np.ones((len(crops), 512, 512), np.float32)
+
+    preview = LivePreview(ScriptedFaces(tracks), NoisyIdentity(), Ones(), threaded=False)
+    rgb = np.full((240, 320, 3), 100, np.uint8)
+    frames = 4 * (tracks - 1) + 10 + 12
+    checkpoints = {frames // 10, frames // 2, frames - 13, frames - 1}
+    print(f"\nper-track state, {tracks} faces come and go (<= 3 on screen), GFP-GAN noise maps, 512-px crops")
+    print(" | ".join(f"{c:>12}" for c in ("frame", "live tracks", "entries max", "state MiB", "RSS MiB")))
+    t0 = time.perf_counter()
+    for i in range(frames):
+        f = Frame(index=i, pts=i, time_base=Fraction(1, 25), duration=1, rgb=rgb)
+        f.meta["captured"] = time.perf_counter()
+        preview.submit(f)
+        preview.render(f)
+        if i in checkpoints:
+            e = preview.per_track_entries()
+            live = e.pop("live_tracks")
+            print(" | ".join([f"{i:>12}", f"{live:>12}", f"{max(e.values()):>12}", f"{_state_mib(preview):>12.1f}",
+                              f"{_rss_mib():>12.0f}"]))
+    print(f"({frames} frames in {time.perf_counter() - t0:.1f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--restorer", nargs="+", default=["identity", "sleep:0.5"])
+    ap.add_argument("--tracks", type=int, default=0, metavar="N",
+                    help="instead: a long session where N faces come and go; per-track state and RSS")
     args = ap.parse_args()
+    if args.tracks:
+        track_state(args.tracks)
+        return
     w, h = (int(v) for v in args.size.split("x"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -141,12 +141,12 @@ def test_preview_reprojects_the_cached_face_onto_the_current_frame():
 
 
 class ScriptedFaces:
-    """A detector that follows a script: track k is a face at slot ``k % 4`` for ``life`` frames from frame ``every*k``.
+    """A detector that follows a script: track k is a face at slot ``k % 6`` for ``life`` frames from frame ``every*k``.
 
     At most ``ceil(life / every)`` scripted faces are on screen at once; ``tracks`` faces come and go in all.
     """
 
-    def __init__(self, tracks: int = 50, every: int = 6, life: int = 15) -> None:
+    def __init__(self, tracks: int = 50, every: int = 4, life: int = 10) -> None:
         self.tracks, self.every, self.life = tracks, every, life
         self.frame = 0
 
@@ -162,9 +162,9 @@ class ScriptedFaces:
         for _ in frames:
             faces = []
             for k in self.on_screen(self.frame):
-                x0, y0 = 20 + 70 * (k % 4), 40
-                lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * 48 + [x0, y0]
-                faces.append(Face(box=[x0, y0, x0 + 48, y0 + 48], landmarks=lm, score=0.99))
+                x0, y0 = 10 + 50 * (k % 6), 40
+                lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * 40 + [x0, y0]
+                faces.append(Face(box=[x0, y0, x0 + 40, y0 + 40], landmarks=lm, score=0.99))
             out.append(faces)
             self.frame += 1
         return out

@@ -324,7 +324,7 @@ def _signal_mid_run(args: list, ready, signum: int, patch: str = "") -> tuple[su
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(ready, proc)
-        time.sleep(0.3)
+        time.sleep(0.1)
         sent = time.monotonic()
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)

@@ -93,8 +93,9 @@ def add_face_arguments(p: argparse.ArgumentParser) -> None:
                        help="model precision on CUDA (default fp32)")
     faces.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                        help=f"faces per restorer batch (default {DEFAULTS.batch_size})")
-    faces.add_argument("--detector", choices=("retinaface_resnet50", "retinaface_mobile0.25"),
-                       default=DEFAULTS.detector, help=f"face detector (default {DEFAULTS.detector})")
+    faces.add_argument("--detector", default=DEFAULTS.detector, metavar="NAME|PATH",
+                       help="face detector: retinaface_resnet50, retinaface_mobile0.25, or a RetinaFace .pth "
+                            f"checkpoint (default {DEFAULTS.detector})")
     faces.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every, metavar="K",
                        help="run detection every K frames; the tracker predicts between (default 1)")
     faces.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")

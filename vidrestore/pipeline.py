@@ -579,7 +579,9 @@ def restore_video(
     options = options or RestoreOptions()
     known = {f.name for f in fields(RestoreOptions)}
     # detector= / restorer= / parser= may be objects (any detect()/restore()/face_masks()): those go to extra
-    direct = {k: v for k, v in overrides.items() if k in known and (k != "detector" or isinstance(v, str))}
+    direct = {k: v for k, v in overrides.items() if k in known and (k != "detector" or isinstance(v, (str, os.PathLike)))}
+    if "detector" in direct:
+        direct["detector"] = os.fspath(direct["detector"])  # a name or a checkpoint path
     extra = {k: v for k, v in overrides.items() if k not in direct}
     if direct or extra:
         options = replace(options, **direct, extra={**options.extra, **extra})
@@ -688,6 +690,18 @@ def build_stage(
     extra = options.extra
     restorer = extra.get("restorer")
     upscaler = extra.get("upscaler")
+    faces = restorer is not None or options.model != "none"
+    from .restore import resolve_run_weights
+
+    # every weight file the run needs, found (or downloaded) before any model is built; all missing ones named at once
+    resolve_run_weights(
+        options.weights_dir,
+        model=options.model if restorer is None and faces else None,
+        detector=options.detector if faces and extra.get("detector") is None else None,
+        parse=faces and extra.get("parser") is None and options.parse and options.strength > 0,
+        upscale=options.upscale if upscaler is None else 1,
+        bg_upsampler=options.bg_upsampler,
+    )
     if upscaler is None and options.upscale > 1:
         from .upscale import load_upscaler
 

@@ -296,8 +296,12 @@ class VideoSink:
         rotation: int = 0,
         start: float | None = None,
         end: float | None = None,
+        progressive: bool | None = None,
     ) -> None:
         self.path = Path(path)
+        # True: frames were deinterlaced (never flag interlacing); False: filters ran but kept the fields (code and
+        # flag as the source's field order says, though the frames come from RGB); None: the frames say
+        self._progressive = progressive
         self.info = info
         self.options = options
         self.notice = notice
@@ -501,7 +505,11 @@ class VideoSink:
         """Before the encoder opens: interlaced coding and the field order tag when the first frame is an
         interlaced decoded picture; progressive when it is not, or when it came from RGB (deinterlaced)."""
         cc = self._video.codec_context
-        if not frame.interlaced:
+        if self._progressive is None:
+            interlaced = frame.interlaced
+        else:  # frames from a filter graph carry no flags: the source's stated field order decides
+            interlaced = not self._progressive and self.info.video.field_order in (2, 3, 4, 5)
+        if not interlaced:
             cc.field_order = 1
             return
         order = self.info.video.field_order
