@@ -1060,8 +1060,10 @@ def _load_models(options: LiveOptions, notice: Callable[[str], None]) -> tuple[A
     if options.model not in MODELS and not is_file:
         raise UsageError(f"unknown --model {options.model!r}; choose one of {', '.join(MODELS)} or give a .pth file")
     from .faces.detect import load_detector
-    from .restore import load_restorer
+    from .restore import load_restorer, resolve_run_weights
 
+    # every weight file found before any model is built; all missing ones named in one message
+    resolve_run_weights(options.weights_dir, model=options.model, detector=options.detector, parse=options.parse)
     restorer = load_restorer(options.model, device=options.device, precision=options.precision,
                              batch_size=4, weights_dir=options.weights_dir)
     device = restorer.device
@@ -1347,8 +1349,9 @@ def build_parser(prog: str = "vidrestore live") -> argparse.ArgumentParser:
                    help="face restorer: gfpgan-1.4, gfpgan-1.3, codeformer, restoreformer, a .pth checkpoint, or none (default gfpgan-1.4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=d.precision)
-    p.add_argument("--detector", choices=("retinaface_resnet50", "retinaface_mobile0.25"), default=d.detector,
-                   help=f"face detector (default {d.detector}: fast enough to track every few frames on a CPU)")
+    p.add_argument("--detector", default=d.detector, metavar="NAME|PATH",
+                   help="face detector: retinaface_resnet50, retinaface_mobile0.25 or a RetinaFace .pth checkpoint "
+                        f"(default {d.detector}: fast enough to track every few frames on a CPU)")
     p.add_argument("--min-face", type=float, default=d.min_face, metavar="PIXELS")
     p.add_argument("--no-parse", action="store_true", help="paste with a feathered box, not the ParseNet mask")
     p.add_argument("--temporal", choices=("on", "off"), default="on")
