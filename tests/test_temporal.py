@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidrestore.temporal import (
+from vidrestore.faces.temporal import (
     FFHQ_TEMPLATE_512,
     GFPGAN_NOISE_RESOLUTIONS,
     TemporalBlender,

@@ -309,7 +309,7 @@ class LivePreview:
         import torch
 
         from .faces.track import FaceTracker, TrackerOptions
-        from .temporal import TemporalBlender, TemporalOptions, TrackNoise
+        from .faces.temporal import TemporalBlender, TemporalOptions, TrackNoise
 
         self.detector = detector if restorer is not None else None
         self.restorer = restorer

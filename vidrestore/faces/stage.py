@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..media.source import Frame
-from ..temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
+from .temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
 from .align import align_face, invert_affine, paste_faces
 from .face import Face
 from .track import FixedLagSmoother, RunningJitter, TrackerOptions, is_scene_cut, small_grey
