@@ -40,7 +40,8 @@ def main() -> None:
     w, h = map(int, args.size.split("x"))
 
     from vidrestore.batch import restore_folder
-    from vidrestore.pipeline import RestoreOptions, restore_video
+    from vidrestore.options import RestoreOptions
+    from vidrestore.pipeline import restore_video
 
     options = RestoreOptions(model="none", preset=args.preset, overwrite=True)
     root = Path(tempfile.mkdtemp(prefix="vidrestore-bench-"))

@@ -21,7 +21,8 @@ from vidrestore.batch import BatchOptions, restore_folder
 from vidrestore.errors import UsageError
 from vidrestore.media.probe import probe
 from vidrestore.media.filters import FilterOptions, plan_filters
-from vidrestore.pipeline import RestoreOptions, restore_video
+from vidrestore.options import RestoreOptions
+from vidrestore.pipeline import restore_video
 from vidrestore.segments import plan_segments, prepare_file, run_segment
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ from test_vhs import comb, make_interlaced
 from vidrestore import batch, pipeline
 from vidrestore.batch import BatchAborted, restore_folder
 from vidrestore.errors import MediaError, OutputError, WeightsError
-from vidrestore.pipeline import RestoreOptions, restore_video
+from vidrestore.options import RestoreOptions
+from vidrestore.pipeline import restore_video
 from vidrestore.progress import FrameProgress, RateEstimator, format_rate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from media import Audio, Clip, decoded_frames, make_clip, stream_digests, video_
 from test_face_pipeline import MarkerRestorer, face_at, mark_centroid, nose_of, render, write_clip
 from vidrestore.faces.detect import ScriptedDetector
 from vidrestore.still import parse_time, still_image
-from vidrestore.pipeline import RestoreOptions
+from vidrestore.options import RestoreOptions
 from vidrestore.upscale import LanczosUpscaler
 
 

@@ -47,7 +47,7 @@ from .errors import CheckpointError, DeviceError, MediaError, OutputError, Usage
 from .media.filters import FilterOptions, plan_filters
 from .media.probe import probe
 from .media.source import check_range
-from .pipeline import RestoreOptions
+from .options import RestoreOptions
 from .segments import FileJob, SegmentJob, SegmentResult, StageFactory, prepare_file, run_segment, write_atomic
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import UsageError
 from .media.filters import DEINTERLACE_MODES, DENOISE_MODES, PROFILES, FilterOptions
 from .media.sink import CODECS
-from .pipeline import MODELS, RestoreOptions, check_time_range
+from .options import MODELS, RestoreOptions, check_time_range
 
 DEFAULTS = RestoreOptions()
 

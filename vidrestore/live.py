@@ -1052,7 +1052,7 @@ class _Rate:
 
 
 def _load_models(options: LiveOptions, notice: Callable[[str], None]) -> tuple[Any, Any, Any]:
-    from .pipeline import MODELS
+    from .options import MODELS
 
     if options.model == "none":
         return None, None, None
