@@ -41,7 +41,7 @@ def main() -> None:
 
     from vidrestore.batch import restore_folder
     from vidrestore.options import RestoreOptions
-    from vidrestore.pipeline import restore_video
+    from vidrestore.file import restore_video
 
     options = RestoreOptions(model="none", preset=args.preset, overwrite=True)
     root = Path(tempfile.mkdtemp(prefix="vidrestore-bench-"))

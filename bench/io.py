@@ -90,10 +90,9 @@ def faces_child(src: str, dst: str, mode: str) -> None:
 
     from vidrestore import restore_video
     from vidrestore.faces.align import FFHQ_TEMPLATE_512
-    from vidrestore.faces.detect import ScriptedDetector
     from vidrestore.faces.face import Face
     from vidrestore.media.probe import probe
-    from vidrestore.restore import IdentityRestorer
+    from vidrestore.testing import IdentityRestorer, ScriptedDetector
 
     video = probe(src).video
     template = np.array(FFHQ_TEMPLATE_512, dtype=np.float64)

@@ -37,74 +37,30 @@ from media import Clip, make_clip  # noqa: E402
 
 from vidrestore.faces.face import Face  # noqa: E402
 from vidrestore.live import LiveOptions, run_live  # noqa: E402
-
-
-class SquareDetector:
-    def detect(self, frames):
-        out = []
-        for rgb in frames:
-            ys, xs = np.nonzero((rgb > 240).all(axis=-1))
-            if len(xs) < 9:
-                out.append([])
-                continue
-            x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-            s = max(x1 - x0, y1 - y0)
-            lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * s + [x0, y0]
-            out.append([Face(box=[x0, y0, x1, y1], landmarks=lm, score=0.99)])
-        return out
-
-
-class SleepRestorer:
-    device = "cpu"
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def restore(self, faces):
-        time.sleep(self.seconds)
-        return faces.copy()
+from vidrestore.testing import NoiseIdentityRestorer, ScriptedDetector, SleepRestorer, SquareDetector  # noqa: E402
 
 
 def make_restorer(spec: str):
     if spec == "identity":
-        from vidrestore.restore import IdentityRestorer
+        from vidrestore.testing import IdentityRestorer
 
         return IdentityRestorer("cpu")
     if spec.startswith("sleep:"):
         return SleepRestorer(float(spec.split(":", 1)[1]))
-    from vidrestore.restore import load_restorer
+    from vidrestore.restorers import load_restorer
 
     return load_restorer(spec, device="cpu")
 
 
-class ScriptedFaces:
+def scripted_faces(tracks: int) -> ScriptedDetector:
     """Track k is a 40-px face at slot k % 6 for 10 frames from frame 4k: <= 3 on screen, ``tracks`` in all."""
+    unit = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
 
-    def __init__(self, tracks: int) -> None:
-        self.tracks, self.frame = tracks, 0
+    def face(k: int) -> Face:
+        x0, y0 = 10 + 50 * (k % 6), 40
+        return Face(box=[x0, y0, x0 + 40, y0 + 40], landmarks=unit * 40 + [x0, y0], score=0.99)
 
-    def detect(self, frames):
-        out = []
-        for _ in frames:
-            faces = []
-            for k in range(max(0, (self.frame - 10) // 4), min(self.tracks, self.frame // 4 + 1)):
-                if 4 * k <= self.frame < 4 * k + 10:
-                    x0, y0 = 10 + 50 * (k % 6), 40
-                    lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * 40 + [x0, y0]
-                    faces.append(Face(box=[x0, y0, x0 + 40, y0 + 40], landmarks=lm, score=0.99))
-            out.append(faces)
-            self.frame += 1
-        return out
-
-
-class NoisyIdentity:
-    """Identity that takes GFP-GAN's per-track noise, so the noise maps are really made and kept."""
-
-    device = "cpu"
-    noise_shapes = True
-
-    def restore(self, faces, noise=None):
-        return faces.copy()
+    return ScriptedDetector(lambda i, _rgb: [face(k) for k in range(tracks) if 4 * k <= i < 4 * k + 10])
 
 
 def _rss_mib() -> float:
@@ -130,7 +86,7 @@ def track_state(tracks: int) -> None:
         def face_masks(self, crops):
             return np.ones((len(crops), 512, 512), np.float32)
 
-    preview = LivePreview(ScriptedFaces(tracks), NoisyIdentity(), Ones(), threaded=False)
+    preview = LivePreview(scripted_faces(tracks), NoiseIdentityRestorer(), Ones(), threaded=False)
     rgb = np.full((240, 320, 3), 100, np.uint8)
     frames = 4 * (tracks - 1) + 10 + 12
     checkpoints = {frames // 10, frames // 2, frames - 13, frames - 1}

@@ -1,4 +1,4 @@
-"""Paste-back speed: batched torch paste (vidrestore.faces.align.paste_faces) against a per-face OpenCV
+"""Paste-back speed: batched torch paste (vidrestore.faces.paste.paste_faces) against a per-face OpenCV
 implementation in the style of facexlib's FaceRestoreHelper.paste_faces_to_input_image, in the same run.
 
     python bench/paste.py [--device cpu|cuda] [--repeat 5] [--threads 1]
@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidrestore.faces.align import FFHQ_TEMPLATE_512, align_faces, paste_affine, paste_faces  # noqa: E402
+from vidrestore.faces.align import FFHQ_TEMPLATE_512, align_faces, paste_affine  # noqa: E402
+from vidrestore.faces.paste import paste_faces  # noqa: E402
 
 
 def cv2_paste(frame: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None) -> np.ndarray:

@@ -67,13 +67,15 @@ if str(REPO) not in sys.path:
 
 import vidrestore  # noqa: E402
 from vidrestore.faces.align import align_face  # noqa: E402
-from vidrestore.faces.detect import ScriptedDetector, load_detector  # noqa: E402
+from vidrestore.faces.detect import load_detector  # noqa: E402
 from vidrestore.faces.face import Face  # noqa: E402
 from vidrestore.faces.parse import MASK_COLORMAP, load_parser  # noqa: E402
 from vidrestore.media.probe import probe  # noqa: E402
 from vidrestore.media.sink import CODECS, DEFAULT_CRF  # noqa: E402
 from vidrestore.media.source import VideoSource  # noqa: E402
-from vidrestore.restore import load_restorer, resolve_device  # noqa: E402
+from vidrestore.device import resolve_device  # noqa: E402
+from vidrestore.restorers import load_restorer  # noqa: E402
+from vidrestore.testing import ScriptedDetector  # noqa: E402
 
 REFERENCE = REPO.parent / "shared" / "reference"
 GFPGAN_FILE = "GFPGANv1.4.pth"

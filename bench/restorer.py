@@ -1,6 +1,7 @@
 """Throughput of the GFP-GAN restorer: faces per second by batch size, against batch 1 in the same run.
 
-    python bench/restorer.py                      # CPU, fp32, 8 faces, batches 1/4/8, synthetic weights
+    python bench/restorer.py                      # CPU: torch fp32 / OpenVINO fp32 / OpenVINO bf16 / torch bf16 (~2-4 min)
+    python bench/restorer.py --table batches      # CPU, fp32, 8 faces, batches 1/4/8, synthetic weights
     python bench/restorer.py --faces 4 --batches 1,4 --channels-last both
     python bench/restorer.py --device cuda --precision bf16 --faces 64
     python bench/restorer.py --weights ~/.cache/vidrestore/GFPGANv1.4.pth
@@ -34,7 +35,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vidrestore.restore import GFPGANRestorer, build_gfpgan, resolve_device  # noqa: E402
+from vidrestore.device import resolve_device  # noqa: E402
+from vidrestore.restorers import GFPGANRestorer, build_gfpgan  # noqa: E402
 
 GFLOP_PER_FACE = 395.54
 CEILING_TFLOPS = 790.0  # dense bf16/fp16 tensor-core peak, H100/H200 class
@@ -126,6 +128,57 @@ def bench_cpu(model, args: argparse.Namespace) -> None:
     )
 
 
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return ((x.float().clamp(-1, 1) + 1) / 2 * 255).round().to(torch.uint8).numpy().astype(np.int16)
+
+
+def bench_backends(model, weights: Path, args: argparse.Namespace) -> None:
+    """s/face of one GFP-GAN face (batch 1, the CPU stage's call) for torch fp32, OpenVINO fp32, OpenVINO bf16 and
+    torch bf16 autocast, interleaved round by round so machine load hits every row alike; ratios vs torch fp32."""
+    from vidrestore.device import cpu_has_bf16
+    from vidrestore.models import openvino as vov
+
+    x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(model.noise_shapes())]
+    t0 = time.perf_counter()
+    ov32 = vov.gfpgan_openvino(model, weights, "CPU", "fp32")
+    print(f"  OpenVINO {vov.version()} model ready in {time.perf_counter() - t0:.1f} s ({ov32.net.xml})",
+          file=sys.stderr, flush=True)
+    ov16 = vov.gfpgan_openvino(model, weights, "CPU", "bf16")
+
+    def torch_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x, noise).float()
+
+    runs = {"torch fp32": lambda: model(x, noise), "OpenVINO fp32": lambda: ov32(x, noise),
+            "OpenVINO bf16": lambda: ov16(x, noise), "torch bf16 autocast": torch_bf16}
+    outs = {k: fn() for k, fn in runs.items()}  # warm-up, and the outputs compared
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for rnd in range(args.rounds):
+        for k, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+        print(f"  round {rnd + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
+              file=sys.stderr, flush=True)
+    base = statistics.median(times["torch fp32"])
+    ref = outs["torch fp32"]
+    table = []
+    for k in runs:
+        med = statistics.median(times[k])
+        ratios = [a / b for a, b in zip(times[k], times["torch fp32"])]  # per round: robust to load changes
+        err = (outs[k] - ref).abs().max().item()
+        p999 = float(np.percentile(np.abs(_u8(outs[k]) - _u8(ref)), 99.9))
+        table.append([k, f"{med:.2f}", f"{base / med:.2f}x", f"{statistics.median(ratios):.2f}",
+                      "-" if k == "torch fp32" else f"{err:.1e}", "-" if k == "torch fp32" else f"{p999:.1f}"])
+    _print_table(
+        f"GFP-GAN, one face per call on CPU ({torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
+        f"CPU bf16: {'yes' if cpu_has_bf16() else 'NO (emulated)'}); ratios are per round, robust to machine load",
+        ["backend", "s/face", "speed vs torch fp32", "time ratio (median/round)", "max|err|", "u8 p99.9 err"],
+        table,
+    )
+
+
 def bench_cuda(model, args: argparse.Namespace, device: torch.device) -> None:
     x = (torch.rand(args.faces, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
     precisions = ["fp32"] + [p for p in (args.precision,) if p != "fp32"]
@@ -167,23 +220,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, help="timed runs per row, median (default 1 on CPU, 5 on CUDA)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off", "both"], help="CPU only")
+    p.add_argument("--rounds", type=int, default=3, help="CPU backend table: interleaved rounds (default 3)")
+    p.add_argument("--table", default="auto", choices=["auto", "backends", "batches", "both"],
+                   help="CPU: the backend table (default; needs the openvino extra), the batch sweep, or both")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     args.faces = args.faces or (64 if cuda else 8)
+    sweep = args.table in ("batches", "both") or (args.table == "auto" and args.batches is not None)
     args.batches = [int(b) for b in (args.batches or ("1,4,8,16,32" if cuda else "1,4,8")).split(",")]
     args.repeats = args.repeats or (5 if cuda else 1)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not cuda and args.precision != "fp32":
-        sys.exit("on the CPU only fp32 is supported (fp16/bf16 are CUDA only)")
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = args.weights or _synthetic_weights(Path(tmp))
-        model = build_gfpgan(weights, device).eval().requires_grad_(False)
+        sys.exit("on the CPU the backend table compares fp32 and bf16 itself; --precision is for CUDA")
+    # synthetic weights are kept in bench/out/ (ignored) so the OpenVINO conversion cached beside them is reused
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    weights = args.weights or out / "synthetic_gfpgan_v1clean.pth"
+    if not weights.is_file():
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            Path(_synthetic_weights(Path(tmp))).replace(weights)
+    model = build_gfpgan(weights, device).eval().requires_grad_(False)
     print(f"weights: {args.weights or 'synthetic'}; torch {torch.__version__}; device {device}", flush=True)
     if cuda:
         bench_cuda(model, args, device)
-    else:
+        return
+    if args.table != "batches":
+        with torch.inference_mode():
+            bench_backends(model, weights, args)
+    if sweep:
         bench_cpu(model, args)
 
 

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             r = RestoreFormerRestorer(build_restoreformer(ckpt, device), "restoreformer", device, args.precision, 1)
             restorers.append(("restoreformer", r))
         if args.gfpgan:
-            from vidrestore.restore import GFPGANRestorer, build_gfpgan
+            from vidrestore.restorers import GFPGANRestorer, build_gfpgan
 
             ref = REFERENCE / "gfpgan"
             ckpt = _make(folder, ref / "make_weights.py", ref / "gfpgan_v1clean_keys.json", "gfpgan.pth")

@@ -11,21 +11,16 @@ import torch
 
 from vidrestore.faces.align import (
     FFHQ_TEMPLATE_512,
-    _box_soft_masks,
-    _erode,
-    _gaussian_blur,
-    _source_coords,
-    _warp_ones,
     align_face,
     align_faces,
     compose_sar,
     estimate_affine,
-    gaussian_kernel,
     invert_affine,
     paste_affine,
-    paste_faces,
     similarity_lstsq,
 )
+from vidrestore.faces.blur import gaussian_blur, gaussian_kernel
+from vidrestore.faces.paste import _box_soft_masks, _erode, _source_coords, _warp_ones, paste_faces
 
 FX = "facexlib"
 
@@ -151,7 +146,7 @@ def test_erode_and_blur_match_cv2(k: int) -> None:
     np.testing.assert_array_equal(_erode(t, k)[0, 0].numpy(), cv2.erode(x, np.ones((k, k), np.uint8)))
     ks = 2 * k + 1
     if ks < 37:  # reflect-101 border at every edge
-        np.testing.assert_allclose(_gaussian_blur(t, ks)[0, 0].numpy(), cv2.GaussianBlur(x, (ks, ks), 0), atol=1e-6)
+        np.testing.assert_allclose(gaussian_blur(t, ks)[0, 0].numpy(), cv2.GaussianBlur(x, (ks, ks), 0), atol=1e-6)
 
 
 def test_paste_box_mask_matches_facexlib(ref) -> None:

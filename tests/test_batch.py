@@ -17,20 +17,21 @@ import pytest
 
 from media import Audio, Clip, decoded_frames, make_clip, stream_digests, video_timestamps
 from vidrestore import batch
+from vidrestore.cli import main as cli_main
 from vidrestore.batch import BatchOptions, restore_folder
 from vidrestore.errors import UsageError
 from vidrestore.media.probe import probe
 from vidrestore.media.filters import FilterOptions, plan_filters
 from vidrestore.options import RestoreOptions
-from vidrestore.pipeline import restore_video
-from vidrestore.segments import plan_segments, prepare_file, run_segment
+from vidrestore.file import restore_video
+from vidrestore.batch.segments import plan_segments, prepare_file, run_segment
 
 REPO = Path(__file__).resolve().parents[1]
 NONE = ["--model", "none", "--preset", "ultrafast"]
 
 
 def _cli(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "vidrestore.batch", *map(str, args)]
+    return [sys.executable, "-m", "vidrestore", "batch", *map(str, args)]
 
 
 def _env() -> dict[str, str]:
@@ -83,7 +84,7 @@ EXPECTED = {"a.mp4": "a.mp4", "trip/b.mkv": "trip/b.mkv", "trip/day2/c.mov": "tr
 
 def test_folder_mirrored_one_bad_file_listed_then_rerun_skips(folder, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = batch.main([str(folder), "-o", str(out), *NONE, "--segment-seconds", "1"])
+    rc = cli_main(["batch", str(folder), "-o", str(out), *NONE, "--segment-seconds", "1"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "failed: trip/broken.mp4:" in captured.err and len(captured.err.strip().splitlines()) == 1
@@ -106,7 +107,7 @@ def test_folder_mirrored_one_bad_file_listed_then_rerun_skips(folder, tmp_path, 
     # a rerun touches nothing that finished, and still reports the failure
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.m*")}
     time.sleep(0.05)
-    rc = batch.main([str(folder), "-o", str(out), *NONE, "--segment-seconds", "1", "-q"])
+    rc = cli_main(["batch", str(folder), "-o", str(out), *NONE, "--segment-seconds", "1", "-q"])
     assert rc == 1
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.m*")} == mtimes
     result = restore_folder(folder, out, model="none", preset="ultrafast", segment_seconds=1, engine="inline")
@@ -154,13 +155,13 @@ def test_identical_copies_are_two_jobs(tmp_path):
 
 
 def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch):
-    assert batch.main([str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
-    assert batch.main([str(tmp_path), "-o", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert cli_main(["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
+    assert cli_main(["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--workers", "0"]) == 2
     with pytest.raises(SystemExit) as e:
-        batch.main([str(tmp_path)])  # no -o
+        cli_main(["batch", str(tmp_path)])  # no -o
     assert e.value.code == 2
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    assert batch.main([str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "ray"]) == 2
+    assert cli_main(["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "ray"]) == 2
     err = capsys.readouterr().err
     assert "install vidrestore[ray]" in err
     assert all(len(line) < 300 for line in err.splitlines())

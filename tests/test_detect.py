@@ -14,13 +14,13 @@ from vidrestore.errors import CheckpointError, UsageError, WeightsError
 from vidrestore.faces.detect import (
     DetectorOptions,
     RetinaFaceDetector,
-    ScriptedDetector,
     load_detector,
     nms,
     select_detections,
 )
 from vidrestore.faces.face import Face
 from vidrestore.models.retinaface import RetinaFace, prior_boxes
+from vidrestore.testing import ScriptedDetector
 
 FX = "facexlib"
 FILES = {"resnet50": "detection_Resnet50_Final.pth", "mobile0.25": "detection_mobilenet0.25_Final.pth"}

@@ -19,16 +19,22 @@ import pytest
 import vidrestore
 from media import decoded_frames, stream_digests, video_timestamps
 from vidrestore.faces.align import FFHQ_TEMPLATE_512, estimate_affine, invert_affine
-from vidrestore.faces.detect import ScriptedDetector
 from vidrestore.faces.face import Face
 from vidrestore.faces.stage import FaceOptions, FaceStage
 from vidrestore.media.source import Frame
-from vidrestore.restore import IdentityRestorer
+from vidrestore.testing import (
+    MARK_RGB,
+    IdentityRestorer,
+    InvertRestorer,
+    MarkerRestorer,
+    NoiseIdentityRestorer,
+    ScriptedDetector,
+)
 
 W, H, N = 320, 240, 48
 SCALE = 0.5  # the 512×512 astronaut is drawn at 256×256
 NOSE = np.array(FFHQ_TEMPLATE_512[2], dtype=np.float64)
-MARK = np.array([255, 0, 255], dtype=np.uint8)
+MARK = np.array(MARK_RGB, dtype=np.uint8)
 
 
 def path_offset(t: int) -> np.ndarray:
@@ -71,23 +77,6 @@ def face_at(landmarks: np.ndarray, score: float = 0.99) -> Face:
     lo, hi = landmarks.min(0), landmarks.max(0)
     pad = (hi - lo) * 0.6
     return Face(box=np.r_[lo - pad, hi + pad], landmarks=landmarks, score=score)
-
-
-class MarkerRestorer:
-    """Paints a dot at the template's nose: where it lands in the output is where the face was pasted."""
-
-    def restore(self, faces: np.ndarray) -> np.ndarray:
-        out = faces.copy()
-        for f in out:
-            cv2.circle(f, (int(round(NOSE[0])), int(round(NOSE[1]))), 28, MARK.tolist(), -1, lineType=cv2.LINE_AA)
-        return out
-
-
-class InvertRestorer:
-    """A per-face transform that is not the identity, to check batching and order."""
-
-    def restore(self, faces: np.ndarray) -> np.ndarray:
-        return 255 - faces
 
 
 class ShapeSensitiveRestorer:
@@ -297,20 +286,6 @@ def in_memory(images, start: int = 0):
         yield Frame(i, i, Fraction(1, 24), 1, rgb=img)
 
 
-class NoisyIdentityRestorer:
-    """Identity on the faces; takes per-track noise as GFP-GAN does, so the noise state is exercised too."""
-
-    noise_shapes = True
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def restore(self, faces: np.ndarray, noise=None) -> np.ndarray:
-        assert noise is not None and len(noise[0]) == len(faces)
-        self.calls += 1
-        return faces.copy()
-
-
 TINY = (48, 64)  # h, w of the long-run frames: enough for the scene-cut thumbnail, cheap to paste on
 
 
@@ -352,9 +327,9 @@ def test_a_face_seen_once_does_not_hold_the_frames_after_it():
     """A face in the first 4 frames, then 5,000 frames without one: before the fix every frame after the face
     waited for a batch that never filled."""
     script = [[tiny_face(30.0)] for _ in range(4)]
-    restorer = NoisyIdentityRestorer()
+    restorer = NoiseIdentityRestorer()
     stage = FaceStage(ScriptedDetector(script), restorer, FaceOptions(parse=False, batch_size=8))
-    assert stage.window == 8 + 10 + 8
+    assert stage.window == 8 + 8 + 10 + 8  # detection chunk, the chunk detected ahead, lag, restore batch
     peak, with_faces = run_counting(stage, 5004)
     assert 8 + 10 <= peak <= stage.window, peak
     assert with_faces[:4] == [0, 1, 2, 3] and restorer.calls >= 1  # the face was restored (a partial batch)
@@ -363,7 +338,7 @@ def test_a_face_seen_once_does_not_hold_the_frames_after_it():
 @pytest.mark.parametrize("faces_per_frame", [1, 3])
 def test_faces_in_every_frame_stay_within_the_window(faces_per_frame):
     script = lambda i, frame: [tiny_face(12.0 + 20 * k) for k in range(faces_per_frame)]  # noqa: E731
-    stage = FaceStage(ScriptedDetector(script), NoisyIdentityRestorer(), FaceOptions(parse=False, batch_size=8))
+    stage = FaceStage(ScriptedDetector(script), NoiseIdentityRestorer(), FaceOptions(parse=False, batch_size=8))
     peak, with_faces = run_counting(stage, 120)
     assert 8 + 10 <= peak <= stage.window, peak
     assert len(with_faces) >= 120 - 2
@@ -378,7 +353,7 @@ def test_per_track_state_stays_bounded_as_tracks_come_and_go():
         k, phase = divmod(i, period)
         return [tiny_face(20.0 + (k % 3) * 10)] if phase < seen_for else []
 
-    stage = FaceStage(ScriptedDetector(script), NoisyIdentityRestorer(), FaceOptions(parse=False, batch_size=4))
+    stage = FaceStage(ScriptedDetector(script), NoiseIdentityRestorer(), FaceOptions(parse=False, batch_size=4))
     sizes = []
 
     def measure(stage):

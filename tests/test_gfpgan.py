@@ -19,14 +19,14 @@ import torch
 
 from vidrestore.errors import CheckpointError, DeviceError, VidrestoreError, WeightsError
 from vidrestore.models.gfpgan import GFPGANv1Clean
-from vidrestore.restore import (
+from vidrestore.restorers import (
     RESTORER_FILES,
     GFPGANRestorer,
-    IdentityRestorer,
     faces_to_tensor,
     load_restorer,
     tensor_to_faces,
 )
+from vidrestore.testing import IdentityRestorer
 
 ARCH_TOL = 1e-4  # README: max |ours - ref| < 1e-4 (official reformulations differ by ~2e-6)
 BATCH_TOL = 2e-5  # README: batch 1 vs row 0 of batch 2 differ by 3.6e-6 in the official code
@@ -323,7 +323,8 @@ def test_names_and_paths(synthetic_ckpt: Path, tmp_path: Path, monkeypatch: pyte
     assert r.name == "gfpgan-1.3" and isinstance(r, GFPGANRestorer)
 
 
-def test_device_and_precision_errors(synthetic_ckpt: Path) -> None:
+def test_device_and_precision_errors(synthetic_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vidrestore.device.cpu_has_bf16", lambda: False)  # bf16 runs on CPUs that have it
     with pytest.raises(DeviceError) as info:
         load_restorer(synthetic_ckpt, device="cpu", precision="fp16")
     _one_line(info.value)

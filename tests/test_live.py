@@ -32,14 +32,14 @@ from vidrestore.live import (
     LivePreview,
     Mailbox,
     box_mask,
-    face_affine,
     parse_source,
     reproject,
     run_live,
 )
-from vidrestore.live_server import parse_address
-from vidrestore.live_window import display_problem
+from vidrestore.live.server import parse_address
+from vidrestore.live.window import display_problem
 from vidrestore.media.source import Frame
+from vidrestore.testing import NoiseIdentityRestorer, SquareDetector
 
 from media import Audio, Clip, make_clip, pattern
 
@@ -48,23 +48,6 @@ W, H, FPS = 160, 120, 24
 
 
 # ------------------------------------------------------------------------------------------------ fakes
-
-
-class SquareDetector:
-    """Finds the white square of tests/media.py's pattern and calls it a face (five points inside it)."""
-
-    def detect(self, frames):
-        out = []
-        for rgb in frames:
-            ys, xs = np.nonzero((rgb > 240).all(axis=-1))
-            if len(xs) < 9:
-                out.append([])
-                continue
-            x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-            s = max(x1 - x0, y1 - y0)
-            lm = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]) * s + [x0, y0]
-            out.append([Face(box=[x0, y0, x1, y1], landmarks=lm, score=0.99)])
-        return out
 
 
 class SlowInverter:
@@ -115,7 +98,6 @@ def test_reproject_puts_the_crop_back_where_it_came_from():
     frame = cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (9, 9), 3)
     lm = np.array([[140, 110], [180, 110], [160, 135], [145, 160], [175, 160]], np.float32)
     crop, aff = align_face(frame, lm)
-    np.testing.assert_allclose(aff, face_affine(lm), atol=1e-9)
     out = np.zeros_like(frame)
     assert reproject(out, crop, np.ones((512, 512), np.float32), aff)
     core = (slice(115, 150), slice(145, 175))
@@ -170,21 +152,6 @@ class ScriptedFaces:
         return out
 
 
-class NoiseAwareIdentity:
-    """An identity restorer that takes per-track noise (as GFP-GAN does) and remembers which noise it saw."""
-
-    device = "cpu"
-    noise_shapes = True  # LivePreview only asks whether the restorer takes noise
-
-    def __init__(self) -> None:
-        self.seen: set[float] = set()
-
-    def restore(self, faces, noise=None):
-        assert noise is not None and all(n.shape[0] == len(faces) for n in noise)
-        self.seen.update(float(v) for v in noise[0][:, 0, 0, 0])  # each track's noise differs: one value per track
-        return faces.copy()
-
-
 class OnesParser:
     def face_masks(self, crops):
         return np.ones((len(crops), 512, 512), np.float32)
@@ -204,7 +171,7 @@ def _assert_bounded(preview: LivePreview, threaded: bool) -> dict:
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_per_track_state_stays_bounded_as_50_tracks_come_and_go(threaded):
-    detector, restorer = ScriptedFaces(tracks=50), NoiseAwareIdentity()
+    detector, restorer = ScriptedFaces(tracks=50), NoiseIdentityRestorer()
     preview = LivePreview(detector, restorer, OnesParser(), threaded=threaded)
     rgb = np.full((240, 320, 3), 100, np.uint8)
     cut_at = detector.frames // 2
@@ -240,9 +207,9 @@ def test_per_track_state_stays_bounded_as_50_tracks_come_and_go(threaded):
 @pytest.mark.parametrize("width", [160, 640, 1280])
 def test_hud_text_is_clean_and_legible(width):
     """One pass of white text on a dark panel: no stray dark glyphs (OpenCV 5 garbled the thick-outline HUD)."""
-    from vidrestore.live import _hud_lines, draw_hud
+    from vidrestore.live import draw_hud, hud_lines
 
-    lines = _hud_lines({"source_fps": 25.0, "shown_fps": 24.9, "restore_ms": 512.3, "faces": 2,
+    lines = hud_lines({"source_fps": 25.0, "shown_fps": 24.9, "restore_ms": 512.3, "faces": 2,
                         "split": True, "recording": True})
     frame = np.full((width * 3 // 4, width, 3), 200, np.uint8)
     hud = draw_hud(frame.copy(), lines)
@@ -306,6 +273,27 @@ def test_file_plays_in_real_time_in_order_and_records_with_audio(clip, tmp_path)
         assert set(kinds) == {"video", "audio"}
         assert kinds["video"].frames == len(shown)
         assert float(kinds["audio"].duration * kinds["audio"].time_base) == pytest.approx(2.0, abs=0.15)
+
+
+@pytest.mark.parametrize("suffix,codec", [(".mp4", "aac"), (".mkv", "pcm_s16le")])
+def test_recording_takes_the_sinks_audio_rules(tmp_path, suffix, codec):
+    """PCM audio cannot go into MP4 as it is: the recorder converts it to AAC with the file door's notice
+    (it used to drop it); Matroska holds it, so it is copied."""
+    src = make_clip(tmp_path / "pcm.mkv", Clip(frames=FPS, width=W, height=H, fps=FPS,
+                                               audio=[Audio(codec="pcm_s16le")]))
+    out = tmp_path / f"rec{suffix}"
+    notices: list[str] = []
+    stats = run_live(LiveOptions(source=str(src), window=False, model="none", record=str(out)),
+                     notice=notices.append)
+    assert stats.end == "end" and stats.recordings == [out]
+    with av.open(str(out)) as c:
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == codec
+        samples = sum(f.samples for f in c.decode(audio))
+    assert samples / audio.rate == pytest.approx(1.0, abs=0.1)
+    converted = [m for m in notices if "converting it to AAC" in m]
+    assert len(converted) == (1 if codec == "aac" else 0), notices
+    assert not any("without audio" in m for m in notices)
 
 
 def test_slow_restorer_does_not_slow_the_preview(clip):

@@ -18,12 +18,16 @@ import pytest
 
 from media import Audio, Clip, make_clip, stream_digests, video_timestamps
 from test_vhs import comb, make_interlaced
+import vidrestore.batch.run as batch_run
+import vidrestore.file
 from vidrestore import batch, pipeline
+from vidrestore.batch.engines import Inline
+from vidrestore.cli import batch as cli_batch
 from vidrestore.batch import BatchAborted, restore_folder
 from vidrestore.errors import MediaError, OutputError, WeightsError
 from vidrestore.options import RestoreOptions
-from vidrestore.pipeline import restore_video
-from vidrestore.progress import FrameProgress, RateEstimator, format_rate
+from vidrestore.file import restore_video
+from vidrestore.util import FrameProgress, RateEstimator, format_rate
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--model", "none", "--preset", "ultrafast"]
@@ -226,9 +230,9 @@ def test_a_programming_error_stops_the_batch_with_a_log(tmp_path, exc):
 
 def test_a_programming_error_on_the_command_line_is_one_line(tmp_path, capsys, monkeypatch):
     src = _folder(tmp_path)
-    monkeypatch.setattr(batch, "_engine", lambda options: batch._Inline())
-    args = batch.build_parser().parse_args([str(src), "-o", str(tmp_path / "out"), "-q", *FAST])
-    code = batch.run(args, stage_factory=_failing_on("a.mkv", KeyError("track"), []))
+    monkeypatch.setattr(batch_run, "make_engine", lambda *_a: Inline())
+    args = cli_batch.build_parser().parse_args([str(src), "-o", str(tmp_path / "out"), "-q", *FAST])
+    code = cli_batch.run(args, stage_factory=_failing_on("a.mkv", KeyError("track"), []))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "internal error on a.mkv: KeyError" in err[0], err
     assert re.search(r"vidrestore-error-[\d-]+\.log", err[0])
@@ -268,11 +272,11 @@ def test_an_environmental_failure_is_retried_by_a_plain_rerun(tmp_path, capsys, 
 def test_rerun_names_retry_failed_for_files_that_failed_earlier(tmp_path, capsys, monkeypatch):
     src = _folder(tmp_path, ("a.mkv",))
     (src / "bad.mp4").write_bytes(b"\x00" * 4000)
-    monkeypatch.setattr(batch, "_engine", lambda options: batch._Inline())
+    monkeypatch.setattr(batch_run, "make_engine", lambda *_a: Inline())
     argv = [str(src), "-o", str(tmp_path / "out"), "-q", *FAST]
-    assert batch.run(batch.build_parser().parse_args(argv)) == 1
+    assert cli_batch.run(cli_batch.build_parser().parse_args(argv)) == 1
     capsys.readouterr()
-    assert batch.run(batch.build_parser().parse_args(argv)) == 1
+    assert cli_batch.run(cli_batch.build_parser().parse_args(argv)) == 1
     err = capsys.readouterr().err
     assert "pass --retry-failed" in err and "Traceback" not in err
 
@@ -310,7 +314,7 @@ def test_progress_shows_loading_then_seconds_per_frame_and_a_sane_eta(tmp_path, 
         time.sleep(0.6)  # loading models
         return slow
 
-    monkeypatch.setattr(pipeline, "build_stage", build_stage)
+    monkeypatch.setattr(vidrestore.file, "build_stage", build_stage)
     buf = io.StringIO()
     from rich.console import Console
 

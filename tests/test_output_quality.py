@@ -10,10 +10,11 @@ import pytest
 
 import vidrestore
 from media import Audio, Clip, decoded_frames, make_clip, stream_digests, video_timestamps
-from test_face_pipeline import MarkerRestorer, face_at, mark_centroid, nose_of, render, write_clip
-from vidrestore.faces.detect import ScriptedDetector
-from vidrestore.still import parse_time, still_image
+from test_face_pipeline import face_at, mark_centroid, nose_of, render, write_clip
+from vidrestore.cli.options import parse_time
+from vidrestore.still import still_image
 from vidrestore.options import RestoreOptions
+from vidrestore.testing import MarkerRestorer, ScriptedDetector
 from vidrestore.upscale import LanczosUpscaler
 
 

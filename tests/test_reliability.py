@@ -23,7 +23,8 @@ from media import Clip, make_clip
 from vidrestore.errors import MediaError, OutputError
 from vidrestore.media.sink import VideoSink
 from vidrestore.media.source import VideoSource
-from vidrestore.pipeline import restore_video, stale_partials, temporary_path
+from vidrestore.file import restore_video
+from vidrestore.util import stale_partials, temporary_path
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_S = 60  # bound for one small run; a hang fails at this point
@@ -221,7 +222,7 @@ VideoSink.write = write
 
 SLOW_STAGE = """
 import time
-import vidrestore.pipeline as p
+import vidrestore.file as p
 def slow(frames):
     for frame in frames:
         open({mark!r}, "w").close()  # the stage has started
@@ -243,7 +244,7 @@ def test_cli_encoder_failure_one_line(clip, tmp_path):
 
 def test_cli_stage_bug_one_line(clip, tmp_path):
     patch = """
-import vidrestore.pipeline as p
+import vidrestore.file as p
 def broken(frames):
     for frame in frames:
         if frame.index == 7:

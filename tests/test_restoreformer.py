@@ -18,8 +18,13 @@ from torch import nn
 
 from vidrestore.errors import CheckpointError, DeviceError
 from vidrestore.models.restoreformer import RestoreFormer, RestoreFormerEncoding
-from vidrestore.restore import faces_to_tensor, tensor_to_faces
-from vidrestore.restorers import RestoreFormerRestorer, checkpoint_arch, load_face_restorer
+from vidrestore.restorers import (
+    RestoreFormerRestorer,
+    checkpoint_arch,
+    faces_to_tensor,
+    load_face_restorer,
+    tensor_to_faces,
+)
 
 NEAR_TIE = 1e-3  # README: 1 of 512 positions has a top-2 distance gap < 1e-3; only such a position may flip
 OUT_MAX_TOL, OUT_MEAN_TOL = 1e-4, 1e-5  # GFPGAN README's suggested tolerance (1 vs 2 threads differ by 1.3e-5)

@@ -21,7 +21,8 @@ from media import pattern
 import vidrestore
 from vidrestore.errors import UsageError
 from vidrestore.media.probe import probe
-from vidrestore.media.sink import EncodeOptions, VideoSink, audio_layout
+from vidrestore.media.audio import audio_layout
+from vidrestore.media.sink import EncodeOptions, VideoSink
 from vidrestore.media.source import VideoSource, check_range
 
 REPO = Path(__file__).resolve().parents[1]

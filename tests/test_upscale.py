@@ -316,8 +316,8 @@ def test_options_are_checked() -> None:
     with pytest.raises(DeviceError):
         UpscaleOptions(precision="fp8")
     with pytest.raises(DeviceError) as info:
-        load_upscaler(2, device="cpu", precision="bf16")
-    assert "CUDA" in _one_line(info.value)
+        load_upscaler(2, device="cpu", precision="fp16")
+    assert "GPU" in _one_line(info.value)
     assert UpscaleOptions(scale=1).model_scale == 2 and UpscaleOptions(scale=4).model_scale == 4
     assert UpscaleOptions(scale=2, outscale=1.5).final_scale == 1.5
 
@@ -365,8 +365,8 @@ def test_missing_weights_offline_is_one_line(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(w.ENV_DIRS, raising=False)
     monkeypatch.setenv(w.ENV_URL, f"http://127.0.0.1:{port}/w")
-    monkeypatch.setattr(w, "CHECKOUT_WEIGHTS_DIR", tmp_path / "no-checkout")
-    monkeypatch.setattr(w.time, "sleep", lambda _s: None)  # skip the retry backoff
+    monkeypatch.setattr(w.locate, "CHECKOUT_WEIGHTS_DIR", tmp_path / "no-checkout")
+    monkeypatch.setattr(w.download.time, "sleep", lambda _s: None)  # skip the retry backoff
     with pytest.raises(WeightsError) as info:
         load_upscaler(2, device="cpu", weights_dir=tmp_path / "w")
     assert "RealESRGAN_x2plus.pth" in _one_line(info.value)

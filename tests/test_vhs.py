@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from media import Audio, Clip, decoded_frames, make_clip, pattern, stream_digests, video_timestamps
-from vidrestore import batch
+from vidrestore.cli import batch as cli_batch
 from vidrestore.batch import restore_folder
 from vidrestore.errors import UsageError
 from vidrestore.media.filters import FilterOptions, detect_interlace, plan_filters
@@ -118,12 +118,12 @@ def test_crop_bottom_keeps_an_even_cropped_size_and_the_sar(tmp_path):
 
 
 def test_profile_and_flags(tmp_path):
-    args = batch.build_parser().parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--profile", "vhs"])
-    assert batch._options(args).filters == FilterOptions(deinterlace="auto", denoise="light")
-    args = batch.build_parser().parse_args(
+    args = cli_batch.build_parser().parse_args([str(tmp_path), "-o", str(tmp_path / "o"), "--profile", "vhs"])
+    assert cli_batch.batch_options(args).filters == FilterOptions(deinterlace="auto", denoise="light")
+    args = cli_batch.build_parser().parse_args(
         [str(tmp_path), "-o", "o", "--profile", "vhs", "--denoise", "off", "--deinterlace", "field", "--crop-bottom", "8"]
     )
-    assert batch._options(args).filters == FilterOptions(deinterlace="field", denoise="off", crop_bottom=8)
+    assert cli_batch.batch_options(args).filters == FilterOptions(deinterlace="field", denoise="off", crop_bottom=8)
     with pytest.raises(UsageError):
         FilterOptions(crop_bottom=-1)
     info = probe(make_clip(tmp_path / "s.mp4", Clip(frames=2, height=16)))

@@ -24,7 +24,7 @@ from types import MappingProxyType
 import pytest
 
 import vidrestore.weights as w
-from vidrestore import cli_weights
+from vidrestore.cli import weights as cli_weights
 from vidrestore.errors import ChecksumError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.delenv(w.ENV_DIRS, raising=False)
     monkeypatch.delenv(w.ENV_URL, raising=False)
-    monkeypatch.setattr(w, "CHECKOUT_WEIGHTS_DIR", tmp_path / "checkout-absent")
+    monkeypatch.setattr(w.locate, "CHECKOUT_WEIGHTS_DIR", tmp_path / "checkout-absent")
     return tmp_path
 
 
@@ -388,7 +388,7 @@ def test_lookup_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     in_checkout = _put(checkout)
     in_cache = _put(tmp_path / "xdg-cache" / "vidrestore" / "weights")
     monkeypatch.setenv(w.ENV_DIRS, os.pathsep.join([str(env1), str(env2)]))
-    monkeypatch.setattr(w, "CHECKOUT_WEIGHTS_DIR", checkout)
+    monkeypatch.setattr(w.locate, "CHECKOUT_WEIGHTS_DIR", checkout)
 
     assert _resolve(str(explicit), download=False) == explicit  # explicit path: taken as it is
     assert _resolve("fake.pth", arg, download=False) == arg / "fake.pth"  # argument beats env
@@ -427,7 +427,7 @@ def test_download_goes_to_the_first_writable_folder(
     assert _resolve("fake.pth") == cache / "fake.pth"  # no env, no checkout: the cache
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    monkeypatch.setattr(w, "CHECKOUT_WEIGHTS_DIR", checkout)
+    monkeypatch.setattr(w.locate, "CHECKOUT_WEIGHTS_DIR", checkout)
     assert _resolve("nc.pth") == checkout / "nc.pth"  # an existing checkout folder comes first
     env = tmp_path / "env-new"  # created on demand
     monkeypatch.setenv(w.ENV_DIRS, str(env))
@@ -627,7 +627,7 @@ def test_missing_files_are_all_named_in_one_message(server: FileServer, tmp_path
 
 
 def test_a_run_resolves_every_file_it_needs_before_starting(server: FileServer, tmp_path: Path) -> None:
-    from vidrestore.restore import resolve_run_weights, run_weight_files
+    from vidrestore.restorers import resolve_run_weights, run_weight_files
 
     needed = run_weight_files("gfpgan-1.4", "retinaface_resnet50", parse=True, upscale=2)
     assert needed == ["RealESRGAN_x2plus.pth", "GFPGANv1.4.pth", "detection_Resnet50_Final.pth",

@@ -18,7 +18,8 @@ import cv2  # noqa: E402,F401,I001
 from . import errors
 from .errors import VidrestoreError
 from .faces.face import Face
-from .pipeline import RestoreOptions, RestoreStats, restore_video
+from .file import RestoreStats, restore_video
+from .options import RestoreOptions
 
 __all__ = [
     "Face",
@@ -30,13 +31,15 @@ __all__ = [
     "errors",
     "load_detector",
     "load_restorer",
+    "restore_image",
     "restore_video",
 ]
 
 _LAZY = {
-    "load_restorer": ("vidrestore.restore", "load_restorer"),
+    "load_restorer": ("vidrestore.restorers", "load_restorer"),
     "load_detector": ("vidrestore.faces.detect", "load_detector"),
     "align_face": ("vidrestore.faces.align", "align_face"),
+    "restore_image": ("vidrestore.photo", "restore_image"),
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import UsageError
@@ -72,3 +74,40 @@ def check_time_range(start: float | None, end: float | None) -> tuple[float | No
     if start is not None and end is not None and end <= start:
         raise UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
     return (start or None), end
+
+
+# Restore options that do not change the output bytes, left out of the options fingerprint.
+_NOT_IN_KEY = {"overwrite", "device", "batch_size", "weights_dir", "report", "extra"}
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a folder is restored. ``restore`` and ``filters`` apply to every file."""
+
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
+    filters: FilterOptions = field(default_factory=FilterOptions)
+    segment_seconds: float = 60.0
+    retry_failed: bool = False
+    engine: str = "local"  # local | ray | inline
+    workers: int = 1
+    address: str | None = None
+    keep_work: bool = False
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray", "inline"):
+            raise UsageError(f"unknown --engine {self.engine!r}; choose local or ray")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.segment_seconds < 0:
+            raise UsageError(f"--segment-seconds must be 0 (no segments) or more, got {self.segment_seconds}")
+        if self.address and self.engine != "ray":
+            raise UsageError("--address is for --engine ray")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What shapes the output bytes: a changed value means a file is restored again."""
+        restore = {k: v for k, v in asdict(replace(self.restore, extra={})).items() if k not in _NOT_IN_KEY}
+        return {"restore": restore, "filters": asdict(self.filters), "segment_seconds": float(self.segment_seconds)}
+
+    def key(self) -> str:
+        text = json.dumps(self.fingerprint(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""``vidrestore still``: a before/after PNG of one frame, restored exactly as the video would be.
+"""The still door (``vidrestore still``): a before/after PNG of one frame, restored exactly as the video would be.
 
 The frames around the requested time go through the same face stage as a whole-file run (tracking needs a
 little history and look-ahead), so the picture shows what the video will look like at that moment.
@@ -6,23 +6,23 @@ little history and look-ahead), so the picture shows what the video will look li
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .cli_options import add_face_arguments, add_range_arguments, add_upscale_arguments, parse_time, restore_options
 from .errors import MediaError, OutputError, UsageError
 from .media.probe import probe
 from .media.source import VideoSource
-from .pipeline import RestoreOptions, RestoreStats, build_stage, keep_input, side_by_side, write_error
+from .options import RestoreOptions
+from .pipeline import RestoreStats, build_stage, keep_input, side_by_side, write_error
+from .util import write_atomic
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _HISTORY_S = 1.0  # decoded before the requested time, so the tracker is settled there
 
 
-__all__ = ["parse_time", "still_image", "write_image", "build_parser", "run"]
+__all__ = ["still_image", "write_image"]
 
 
 def still_image(src: str | os.PathLike, at: float, dst: str | os.PathLike, options: RestoreOptions) -> Path:
@@ -72,32 +72,7 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise OutputError(f"{path}: the image could not be encoded")
-    tmp = path.with_name(f".{path.name}.partial")  # one fixed name: a killed run's is overwritten by the next
     try:
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException as exc:  # Ctrl-C and SIGTERM too: never leave the partial behind
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(exc, path) from None
-        raise
-
-
-def build_parser(prog: str = "vidrestore still") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description="Write a before/after image of one frame, restored as the video would be."
-    )
-    p.add_argument("input", type=Path, help="the video (never modified)")
-    p.add_argument("--at", required=True, help="the time of the frame: seconds or [hh:]mm:ss(.s)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the image to write (.png or .jpg)")
-    p.add_argument("--overwrite", action="store_true", help="replace the image if it exists")
-    add_range_arguments(p)
-    add_face_arguments(p)
-    add_upscale_arguments(p)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    path = still_image(args.input, parse_time(args.at), args.output, restore_options(args))
-    print(f"wrote {path}")
-    return 0
+        write_atomic(path, data.tobytes(), fsync=False)
+    except OSError as exc:
+        raise write_error(exc, path) from None

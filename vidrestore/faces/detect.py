@@ -1,4 +1,4 @@
-"""Face detection: RetinaFace batched over frames on the model's device, and a scripted fake detector.
+"""Face detection: RetinaFace batched over frames on the model's device (fakes: :mod:`vidrestore.testing`).
 
 Parity with facexlib's ``RetinaFace.detect_faces`` (``use_origin_size=True``, its default and what
 FaceRestoreHelper uses) is the default. The steps, all in torch on the model's device:
@@ -18,14 +18,13 @@ small faces for speed: R50 costs grow with the pixel count (1280x720 is ~4x 640x
 
 from __future__ import annotations
 
-import copy
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -37,13 +36,15 @@ from ..models.checkpoint import StateDict, clean_state_dict, load_into, read_che
 from ..models.retinaface import BGR_MEAN, RetinaFace, backbone_from_keys, decode_boxes, decode_landmarks, prior_boxes
 from .face import Face
 
+_O = TypeVar("_O")
+
 __all__ = [
     "DetectorOptions",
     "RetinaFaceDetector",
-    "ScriptedDetector",
     "DETECTOR_FILES",
     "load_detector",
     "nms",
+    "options_from",
     "select_detections",
     "resolve_device",
 ]
@@ -288,48 +289,16 @@ class RetinaFaceDetector:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# A fake backend for tests of other stages
-
-
-class ScriptedDetector:
-    """A detector that returns scripted faces, for testing the stages after detection.
-
-    ``script`` is either a list (entry ``k`` = the faces of the k-th frame ever passed to :meth:`detect`;
-    frames past its end get no faces) or a callable ``(frame_index, frame) -> list[Face]``. Frame indices count
-    across calls; :meth:`reset` starts again at 0. Faces are returned as copies, so a tracker that sets
-    ``track_id`` does not change the script.
-    """
-
-    def __init__(self, script: Sequence[Sequence[Face]] | Callable[[int, np.ndarray], Sequence[Face]]) -> None:
-        self.script = script
-        self.frames_seen = 0
-        self.calls = 0
-
-    def reset(self) -> None:
-        self.frames_seen = 0
-        self.calls = 0
-
-    def _faces_for(self, index: int, frame: np.ndarray) -> list[Face]:
-        if callable(self.script):
-            faces = self.script(index, frame)
-        else:
-            faces = self.script[index] if index < len(self.script) else []
-        return [copy.deepcopy(f) for f in faces]
-
-    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
-        self.calls += 1
-        out = []
-        for frame in frames:
-            out.append(self._faces_for(self.frames_seen, frame))
-            self.frames_seen += 1
-        return out
-
-    def __call__(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
-        return self.detect(frames)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Loading
+
+
+def options_from(cls: type[_O], what: str, options: Mapping[str, object]) -> _O:
+    """``cls(**options)`` for an options dataclass, with one :class:`UsageError` naming unknown fields."""
+    valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise UsageError(f"unknown {what} option(s) {', '.join(unknown)}; known: {', '.join(sorted(valid))}")
+    return cls(**options)
 
 
 def fill_bn_counters(model: torch.nn.Module) -> Callable[[StateDict], StateDict]:
@@ -384,11 +353,7 @@ def load_detector(
     file) is loaded directly; its backbone comes from ``backbone``, else the file name, else the keys.
     ``options`` are :class:`DetectorOptions` fields.
     """
-    valid = {f.name for f in fields(DetectorOptions)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise UsageError(f"unknown detector option(s) {', '.join(unknown)}; known: {', '.join(sorted(valid))}")
-    opts = DetectorOptions(**options)  # type: ignore[arg-type]
+    opts = options_from(DetectorOptions, "detector", options)
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()

@@ -19,7 +19,7 @@ GFP-GAN itself; at 256 it is a quarter of that, and the 101-px blur hides most o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -30,15 +30,14 @@ from torch.nn import functional as F
 from ..errors import UsageError, WeightsError
 from ..models.checkpoint import load_into
 from ..models.parsenet import ParseNet
-from .detect import fill_bn_counters, resolve_device
+from .blur import gaussian_blur
+from .detect import fill_bn_counters, options_from, resolve_device
 
 __all__ = [
     "MASK_COLORMAP",
     "PARSER_FILES",
     "ParserOptions",
     "FaceParser",
-    "gaussian_kernel1d",
-    "gaussian_blur",
     "load_parser",
 ]
 
@@ -67,30 +66,6 @@ class ParserOptions:
             raise UsageError(f"blur_size must be odd and positive, not {self.blur_size}")
         if self.batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, not {self.batch_size}")
-
-
-def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float64,
-                      device: torch.device | str | None = None) -> torch.Tensor:
-    """OpenCV's ``getGaussianKernel(size, sigma)`` for ``sigma > 0``: ``exp(-x²/2σ²)`` normalised, in float64.
-
-    (For ``sigma <= 0`` OpenCV derives ``σ = 0.3·((size−1)/2 − 1) + 0.8``, which this follows too; its fixed
-    small-kernel tables for sizes ≤ 7 with ``sigma <= 0`` are not reproduced.)
-    """
-    if sigma <= 0:
-        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    k = torch.exp(-(x * x) / (2 * sigma * sigma))
-    return (k / k.sum()).to(dtype=dtype, device=device)
-
-
-def gaussian_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable blur of ``(N, H, W)`` with a 1-D ``kernel``, reflect-101 borders (cv2's default)."""
-    r = kernel.numel() // 2
-    y = F.pad(x[:, None], (r, r, r, r), mode="reflect")
-    k = kernel.to(dtype=x.dtype, device=x.device)
-    y = F.conv2d(y, k.view(1, 1, 1, -1))
-    y = F.conv2d(y, k.view(1, 1, -1, 1))
-    return y[:, 0]
 
 
 class FaceParser:
@@ -151,9 +126,10 @@ class FaceParser:
         o = self.options
         table = torch.tensor(MASK_COLORMAP, dtype=torch.float32, device=classes.device)
         m = table[classes.long()]
-        kernel = gaussian_kernel1d(o.blur_size, o.blur_sigma, device=m.device)
+        m = m[:, None]
         for _ in range(o.blur_passes):
-            m = gaussian_blur(m, kernel)
+            m = gaussian_blur(m, o.blur_size, o.blur_sigma)
+        m = m[:, 0]
         if o.border > 0:
             b = o.border
             m[:, :b, :] = 0
@@ -188,11 +164,7 @@ def load_parser(
 ) -> FaceParser:
     """Build a :class:`FaceParser` from ``"parsenet"`` (``parsing_parsenet.pth``, found or downloaded by
     :func:`vidrestore.weights.resolve_weights`) or a checkpoint path. ``options`` are :class:`ParserOptions` fields."""
-    valid = {f.name for f in fields(ParserOptions)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise UsageError(f"unknown parser option(s) {', '.join(unknown)}; known: {', '.join(sorted(valid))}")
-    opts = ParserOptions(**options)  # type: ignore[arg-type]
+    opts = options_from(ParserOptions, "parser", options)
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
     files = dict(PARSER_FILES)

@@ -7,7 +7,7 @@ detection chunks, the fixed-lag smoother and batching need:
 * the tracker's fixed-lag smoother hands a frame back ``lag`` frames later with RTS-smoothed landmarks
   (``causal=True`` for live: no delay);
 * aligned crops of several frames and faces are gathered until ``batch_size`` faces (or ``batch_size``
-  frames) are waiting, then restored in one call, with each track's own fixed StyleGAN noise; a frame
+  frames) are waiting, then restored in one call, with one fixed StyleGAN noise (the same for every face); a frame
   without faces (or at a scene cut) restores what is waiting at once, as a partial batch, and passes;
 * each restored crop is blended with its track's previous output in aligned space (motion-weighted),
   mixed with the input crop by ``strength``, and pasted back with a soft mask (ParseNet's face mask,
@@ -34,11 +34,13 @@ import torch
 
 from ..media.source import Frame
 from .temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
-from .align import align_face, invert_affine, paste_faces
+from .align import align_face, invert_affine
+from .paste import paste_faces
 from .face import Face
+from .prefetch import DetectAhead
 from .track import FixedLagSmoother, RunningJitter, TrackerOptions, is_scene_cut, small_grey
 
-__all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer"]
+__all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer", "tracker_options"]
 
 
 def output_affine(affine: np.ndarray, s: int) -> np.ndarray:
@@ -69,8 +71,53 @@ def _crop(frame: np.ndarray, affine: np.ndarray, size: int = _FLICKER_SIZE) -> n
     return cv2.warpAffine(frame, scaled, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
 
 
+def tracker_options(options: FaceOptions) -> TrackerOptions:
+    """The smoother the stage runs. Files: a constant-acceleration model smoothed over ``lag`` frames of
+    look-ahead, with an innovation gate (``maneuver_gate``) so a face that stops, starts or enters fast is
+    followed instead of overshot: on real detections (bench/stability.py) the pasted face stays within ~2 px
+    of the truth and jitters 0.2–0.5× as much as aligning on the raw detections, where without the gate an
+    abrupt stop overshot by 9 px. Live: causal."""
+    # with detection every k > 1 frames a face seen for k frames or fewer would never get its second hit
+    min_hits = options.min_hits or (1 if options.detect_every > 1 else 2)
+    if options.causal:
+        return TrackerOptions(causal=True, min_hits=min_hits)
+    return TrackerOptions(lag=options.lag, motion="acceleration", jerk_noise=0.002, maneuver_gate=25.0,
+                          min_hits=min_hits)
+
+
 class Detector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]: ...
+
+
+def detect_scaled(detector: Detector, frames: list[np.ndarray], max_side: int | None) -> list[list[Face]]:
+    """Faces of ``frames`` found on copies whose larger side is at most ``max_side`` (area-averaged), in the
+    full frames' pixels (pixel centres map exactly: ``x = (x_small + 0.5) / s - 0.5``). Alignment then samples
+    the full-resolution frame."""
+    scales = [1.0 if not max_side or max(f.shape[:2]) <= max_side else max_side / max(f.shape[:2]) for f in frames]
+    if all(s == 1.0 for s in scales):
+        return detector.detect(frames)
+    small = [f if s == 1.0 else cv2.resize(f, (max(1, round(f.shape[1] * s)), max(1, round(f.shape[0] * s))),
+                                          interpolation=cv2.INTER_AREA) for f, s in zip(frames, scales)]
+    out = []
+    for f, sm, faces in zip(frames, small, detector.detect(small)):
+        sx, sy = f.shape[1] / sm.shape[1], f.shape[0] / sm.shape[0]
+        k = np.array([sx, sy], np.float32)
+        for face in faces:
+            face.landmarks = (face.landmarks + 0.5) * k - 0.5
+            face.box = ((face.box.reshape(2, 2) + 0.5) * k - 0.5).reshape(4)
+        out.append(list(faces))
+    return out
+
+
+def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    chunk: list[Frame] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class Restorer(Protocol):
@@ -97,6 +144,9 @@ class FaceOptions:
     cut_threshold: float | None = None
     sar: float = 1.0
     seed: int = 0
+    min_hits: int | None = None  # detections that confirm a track (None: 2, or 1 with detect_every > 1); photos: 1
+    detect_max_side: int | None = None  # detect on a copy downscaled to this larger side (large scans); None: as is
+    detect_ahead: int = 1  # chunks detected in a worker thread ahead of restoration (0: in line; faces/prefetch.py)
 
     def __post_init__(self) -> None:
         from ..errors import UsageError
@@ -219,13 +269,14 @@ class FaceStage:
     def window(self) -> int:
         """The most frames held at once: a detection chunk, the smoother's look-ahead, a restore batch."""
         opts = self.options
-        return opts.detect_batch + (0 if opts.causal else opts.lag) + opts.batch_size
+        ahead = opts.detect_batch * opts.detect_ahead  # chunks waiting for (or being) detected in the worker
+        return opts.detect_batch + ahead + (0 if opts.causal else opts.lag) + opts.batch_size
 
     # -- the generator --------------------------------------------------------------------------------------
     def __call__(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         opts = self.options
         smoother = FixedLagSmoother(self._tracker_options())
-        self._blender = TemporalBlender(TemporalOptions(enabled=opts.temporal, strength=opts.temporal_strength))
+        self._blender = TemporalBlender(self._temporal_options())
         self._noise = TrackNoise(base_seed=opts.seed, device=self.device)
         self._masks: dict[int, tuple[int, torch.Tensor]] = {}
         self._live = {}
@@ -233,30 +284,27 @@ class FaceStage:
         self._queue: list[_Pending] = []
         self._prev_small: np.ndarray | None = None
         self._since_detect = 0
-        chunk: list[Frame] = []
-        for frame in frames:
-            chunk.append(frame)
-            if len(chunk) >= opts.detect_batch:
-                yield from self._track(chunk, smoother)
-                chunk = []
-        if chunk:
-            yield from self._track(chunk, smoother)
+        with DetectAhead(self._detect, opts.detect_ahead) as ahead:
+            for chunk in _chunks(frames, opts.detect_batch):
+                for job, found in ahead.push(self._plan(chunk)):
+                    yield from self._track(job, found, smoother)
+            for job, found in ahead.drain():
+                yield from self._track(job, found, smoother)
         for idx, faces in smoother.flush():
             yield from self._ready(idx, faces)
         yield from self._restore_queue()
 
+    def _temporal_options(self) -> TemporalOptions:
+        """Blending of restored crops, gated on the aligned input (the stage passes it): see faces/temporal.py."""
+        return TemporalOptions(enabled=self.options.temporal, strength=self.options.temporal_strength)
+
     def _tracker_options(self) -> TrackerOptions:
-        """Files: a constant-acceleration model smoothed over ``lag`` frames of look-ahead — on a face moving
-        on a curve it leaves ~0.2× the jitter of the raw landmarks at the pasted face, where a
-        constant-velocity model with lag 6 leaves ~0.25× (tests/test_face_pipeline.py). Live: causal."""
-        # with detection every k > 1 frames a face seen for k frames or fewer would never get its second hit
-        min_hits = 1 if self.options.detect_every > 1 else 2
-        if self.options.causal:
-            return TrackerOptions(causal=True, min_hits=min_hits)
-        return TrackerOptions(lag=self.options.lag, motion="acceleration", jerk_noise=0.001, min_hits=min_hits)
+        return tracker_options(self.options)
 
     # -- detection and tracking -----------------------------------------------------------------------------
-    def _track(self, chunk: list[Frame], smoother: FixedLagSmoother) -> Iterator[Frame]:
+    def _plan(self, chunk: list[Frame]) -> tuple[list[Frame], list[bool], list[int]]:
+        """The chunk, its scene cuts and the frames to detect (in chunk order: it advances the cut and cadence
+        state, so it runs in the stage's thread before the chunk's detection is handed to the worker)."""
         opts = self.options
         cuts = []
         for frame in chunk:
@@ -274,7 +322,15 @@ class FaceStage:
                 wanted.append(i)
                 self._since_detect = 0
             self._since_detect += 1
-        found = self.detector.detect([chunk[i].rgb for i in wanted]) if wanted else []
+        return chunk, cuts, wanted
+
+    def _detect(self, job: tuple[list[Frame], list[bool], list[int]]) -> list[list[Face]]:
+        chunk, _, wanted = job
+        return detect_scaled(self.detector, [chunk[i].rgb for i in wanted], self.options.detect_max_side) if wanted else []
+
+    def _track(self, job: tuple[list[Frame], list[bool], list[int]], found: list[list[Face]],
+               smoother: FixedLagSmoother) -> Iterator[Frame]:
+        chunk, cuts, wanted = job
         detections: dict[int, list[Face]] = {}
         for i, faces in zip(wanted, found):
             detections[i] = self._select(list(faces), chunk[i].rgb.shape)
@@ -350,7 +406,9 @@ class FaceStage:
                 part = np.concatenate([part, np.repeat(part[-1:], micro - n, axis=0)])
                 ids = ids + [ids[-1]] * (micro - n)
             if uses_noise:
-                result = self.restorer.restore(part, noise=self._noise.for_tracks(ids))
+                # one fixed noise for every face: a face's texture must not depend on the id its tracker gave it
+                # (a batch segment, or a run started elsewhere in the file, numbers the same face differently)
+                result = self.restorer.restore(part, noise=self._noise.for_tracks([0] * len(ids)))
             else:
                 result = self.restorer.restore(part)
             result = np.asarray(result)
@@ -414,7 +472,7 @@ class FaceStage:
         outs = np.empty_like(p.restored)
         for k, face in enumerate(p.faces):
             crop = p.restored[k]
-            crop = self._blender.blend(face.track_id, crop, face.landmarks, frame.index)
+            crop = self._blender.blend(face.track_id, crop, face.landmarks, frame.index, source=p.crops[k])
             if opts.strength < 1.0:
                 mixed = p.crops[k].astype(np.float32) + opts.strength * (crop.astype(np.float32) - p.crops[k])
                 crop = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
@@ -430,10 +488,13 @@ class FaceStage:
         return frame
 
     def _parse_masks(self, faces: list[Face], crops: np.ndarray, index: int) -> torch.Tensor:
-        """Face masks in aligned space, recomputed every ``parse_every`` frames of a track (the mask is
-        blurred with a 101-px kernel and moves with the aligned face, so it changes slowly)."""
+        """Face masks in aligned space, recomputed on frames whose index is a multiple of ``parse_every`` (and on a
+        track's first frame): the mask is blurred with a 101-px kernel and moves with the aligned face, so it changes
+        slowly; the schedule follows the frame index, not the track's start, so a batch segment recomputes on the
+        same frames as a single run."""
+        every = self.options.parse_every
         need = [k for k, f in enumerate(faces)
-                if f.track_id not in self._masks or index - self._masks[f.track_id][0] >= self.options.parse_every]
+                if f.track_id not in self._masks or index // every != self._masks[f.track_id][0] // every]
         if need:
             fresh = self.parser.face_masks(crops[need])
             for j, k in enumerate(need):

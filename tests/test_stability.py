@@ -1,0 +1,264 @@
+"""Temporal stability on real detections (issue 15): the smoother follows real motion, the report is always written.
+
+Clips: skimage's astronaut moved by known affines (bench/stability.py builds them: 256×256, 36 frames), detected
+by the trained RetinaFace MobileNet-0.25 of ../shared/reference/real/. The truth is the known affine applied to the
+hand-checked reference landmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import stability as bs  # noqa: E402
+from media import decoded_frames  # noqa: E402
+
+import vidrestore  # noqa: E402
+from vidrestore.faces.stage import FaceOptions, tracker_options  # noqa: E402
+from vidrestore.faces.track import TrackerOptions  # noqa: E402
+from vidrestore.testing import MarkerRestorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_detector(shared_ref):
+    return bs.load_real_detector()
+
+
+@pytest.fixture(scope="module")
+def detected(real_detector, astronaut, true_landmarks):
+    """case -> (clip, detections), detected once per module (~1.5 s a case on this CPU)."""
+    cache: dict[str, tuple[bs.Clip, list]] = {}
+
+    def get(case: str):
+        if case not in cache:
+            clip = bs.make_clip(astronaut, true_landmarks, case)
+            cache[case] = (clip, bs.detect_clip(real_detector, clip))
+        return cache[case]
+
+    return get
+
+
+def figures(clip: bs.Clip, dets: list, options: TrackerOptions | None = None):
+    vis = {i for i in range(len(clip.frames)) if clip.visible[i]}
+    raw = {i: v for i, v in bs.raw_landmarks(dets, clip.truth).items() if i in vis}
+    smo = {i: v for i, v in bs.smoothed_landmarks(dets, options).items() if i in vis}
+    return bs.position_figures(raw, clip.truth), bs.position_figures(smo, clip.truth)
+
+
+@pytest.mark.parametrize("case", ["smooth", "zoom", "entrance", "stop", "start"])
+def test_pasted_face_stays_on_the_face_with_half_the_raw_jitter(detected, case):
+    clip, dets = detected(case)
+    raw, smo = figures(clip, dets)
+    assert smo.frames == raw.frames >= 30, (smo.frames, raw.frames)
+    assert smo.max_error <= 4.0, (case, smo)
+    assert smo.jitter <= 0.5 * raw.jitter, (case, smo.jitter, raw.jitter)
+    assert smo.mean_error <= raw.mean_error + 0.25, (case, smo.mean_error, raw.mean_error)
+
+
+def test_rotation_follows_and_smooths_the_landmarks(detected):
+    """On a rotating face the smoothed landmarks jitter < 0.5× the raw ones; the pasted position (OpenCV's LMEDS
+    similarity, kept for facexlib parity) jitters less than raw but LMEDS's inlier choice flips between frames, which
+    no landmark smoothing removes (bench/stability.py's 'lstsq' column: a least-squares fit takes it to ~0.35×)."""
+    clip, dets = detected("rotate")
+    raw, smo = figures(clip, dets)
+    assert smo.max_error <= 4.0, smo
+    assert smo.jitter < raw.jitter, (smo.jitter, raw.jitter)
+    vis = [i for i in range(len(clip.frames)) if clip.visible[i]]
+    smoothed = bs.smoothed_landmarks(dets)
+    rawlm = bs.raw_landmarks(dets, clip.truth)
+    from vidrestore.faces.track import landmark_jitter
+
+    j_smo = landmark_jitter(np.stack([smoothed[i] for i in vis]), clip.truth[vis])
+    j_raw = landmark_jitter(np.stack([rawlm[i] for i in vis]), clip.truth[vis])
+    assert j_smo <= 0.5 * j_raw, (j_smo, j_raw)
+
+
+def test_without_the_gate_an_abrupt_stop_overshoots(detected):
+    """What the gate buys: the same smoother without it pastes the stopping face several px past where it stopped."""
+    clip, dets = detected("stop")
+    ungated = TrackerOptions(**{**tracker_options(FaceOptions()).__dict__, "maneuver_gate": None})
+    _, old = figures(clip, dets, ungated)
+    _, new = figures(clip, dets)
+    assert old.max_error > 6.0 and new.max_error <= 4.0, (old, new)
+
+
+# --------------------------------------------------------------------------------------------- through the file door
+
+
+def within(fn, seconds: float = 180.0):
+    """``fn()`` in a thread: its result, its exception re-raised, or a failure if it has not ended in ``seconds``."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def write_ffv1(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("ffv1", rate=fps)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
+        v.codec_context.time_base = v.time_base = Fraction(1, fps)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def marker_centroid(frame: np.ndarray, near: np.ndarray, radius: int = 16) -> np.ndarray:
+    x0, y0 = max(int(near[0]) - radius, 0), max(int(near[1]) - radius, 0)
+    win = frame[y0 : y0 + 2 * radius, x0 : x0 + 2 * radius].astype(np.float64)
+    w = np.clip((np.minimum(win[..., 0], win[..., 2]) - win[..., 1]) / 255.0, 0, None) ** 2
+    ys, xs = np.mgrid[0 : win.shape[0], 0 : win.shape[1]]
+    return np.array([(w * xs).sum() / w.sum() + x0, (w * ys).sum() / w.sum() + y0])
+
+
+def test_a_stopping_face_is_pasted_where_it_is(astronaut, true_landmarks, tmp_path):
+    """The whole file door on real detections: a marker at the template's nose lands ≤ 4 px from the true nose."""
+    clip = bs.make_clip(astronaut, true_landmarks, "stop")
+    src = write_ffv1(tmp_path / "stop.mkv", clip.frames)
+    out = tmp_path / "out.mkv"
+    # the 64×36 cut thumbnail sees 10 px/frame on a 256-px frame as 2.5 thumbnail px a frame, past its 1 px motion
+    # tolerance (tuned for 640-px frames): raise the cut threshold so this fast small clip is not cut into pieces
+    stats = within(lambda: vidrestore.restore_video(
+        src, out, codec="ffv1", detector=str(bs.DETECTOR_PATH), device="cpu", restorer=MarkerRestorer(radius=20),
+        parse=False, temporal=False, face_options={"cut_threshold": 0.2}))
+    assert stats.frames == len(clip.frames) and stats.tracks == 1
+    frames = decoded_frames(out)
+    nose = [bs.pasted_points(lm)[2] for lm in clip.truth]
+    err = [float(np.linalg.norm(marker_centroid(f, n) - n)) for f, n in zip(frames, nose)]
+    assert max(err) <= 4.0, np.round(err, 2)
+
+
+def test_report_is_written_with_model_none(tmp_path):
+    frames = [np.full((64, 96, 3), 20 * i % 255, np.uint8) for i in range(6)]
+    src = write_ffv1(tmp_path / "plain.mkv", frames)
+    report = tmp_path / "report.json"
+    stats = within(lambda: vidrestore.restore_video(src, tmp_path / "out.mkv", model="none", codec="ffv1",
+                                                    report=str(report)))
+    doc = json.loads(report.read_text())
+    assert doc["frames"] == stats.frames == 6 and doc["output"].endswith("out.mkv")
+
+
+# --------------------------------------------------------------------------------------------- blending
+
+
+class FlickeryIdentity:
+    """The input crop plus fresh noise on every call: a restorer whose own output flickers."""
+
+    def __init__(self, sigma: float = 6.0) -> None:
+        self.rng, self.sigma = np.random.default_rng(0), sigma
+
+    def restore(self, faces: np.ndarray, noise=None) -> np.ndarray:
+        return np.clip(faces + self.rng.normal(0, self.sigma, faces.shape), 0, 255).astype(np.uint8)
+
+
+def _run(*args):
+    return within(lambda: bs.run_stage(*args), 120.0)
+
+
+@pytest.fixture(scope="module")
+def blink_clips(real_detector, astronaut, true_landmarks):
+    det = bs.CachedDetector(real_detector)
+    slow = bs.make_clip(astronaut, true_landmarks, "slow", 16)
+    mouth = bs.make_clip(astronaut, true_landmarks, "slow", 16, mouth=bs.open_mouth(astronaut, true_landmarks))
+    return det, slow, mouth
+
+
+def test_an_opening_mouth_does_not_ghost(blink_clips):
+    """Identity restorer: any difference between output and input at the mouth is the blend's lag. The input-gated
+    blend adds none for a mouth that opens and closes (vs the same clip without it); gating on the output's own
+    change, as before, let the mouth lag behind."""
+    from vidrestore.faces.temporal import TemporalOptions
+
+    det, slow, mouth = blink_clips
+    now = TemporalOptions(strength=0.5)
+    before = TemporalOptions(strength=0.5, gate="output")
+    _, _, still_mean, _ = _run(slow, det, bs.IdentityCrops(), now)
+    _, _, now_mean, now_max = _run(mouth, det, bs.IdentityCrops(), now)
+    _, _, old_mean, old_max = _run(mouth, det, bs.IdentityCrops(), before)
+    assert now_mean <= still_mean + 0.5, (now_mean, still_mean)
+    assert now_max <= 3.0 and old_max > now_max + 1.0, (now_max, old_max)
+
+
+def test_blending_takes_out_the_restorers_own_flicker(blink_clips):
+    from vidrestore.faces.temporal import TemporalOptions
+
+    det, slow, _ = blink_clips
+    f_in, f_off, _, _ = _run(slow, det, FlickeryIdentity(), None)
+    _, f_on, _, _ = _run(slow, det, FlickeryIdentity(), TemporalOptions(strength=0.5))
+    # measured 0.76×: on top of the input's own frame-to-frame change (2.7 levels here) the restorer's noise is
+    # averaged where the input did not change; 0.8 strength takes it to 0.68× (at more lag on moving details)
+    assert f_on <= 0.8 * f_off, (f_in, f_off, f_on)
+
+
+# --------------------------------------------------------------------------------------------- batch look-back
+
+
+def _marker_stage(options, stats, notice):
+    from vidrestore.faces.stage import FaceStage
+
+    stage = FaceStage(bs.load_real_detector(), MarkerRestorer(radius=20),
+                      FaceOptions(parse=False, temporal=True, cut_threshold=0.2))
+    stats.stage = stage
+    return stage
+
+
+def test_batch_segments_give_the_single_run_output(astronaut, true_landmarks, tmp_path, monkeypatch):
+    """A face moving across a segment boundary: the segmented batch output equals one single-file run (FFV1,
+    lossless), because the segment's stage starts LOOKBACK_FRAMES early (and the one before runs LOOKAHEAD_FRAMES
+    past its end); without the look-back and look-ahead it does not."""
+    import vidrestore.batch.segments as segments
+    from vidrestore.batch import restore_folder
+
+    clip = bs.make_clip(astronaut, true_landmarks, "smooth", 100)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_ffv1(folder / "face.mkv", clip.frames)
+    single = tmp_path / "single.mkv"
+    stats = vidrestore.RestoreStats(input=folder / "face.mkv", output=single)
+    within(lambda: vidrestore.restore_video(folder / "face.mkv", single, codec="ffv1",
+                                            stage=_marker_stage(None, stats, None)))
+    ref = [f.astype(int) for f in decoded_frames(single)]
+
+    def batch(out):
+        r = within(lambda: restore_folder(folder, out, stage_factory=_marker_stage, model="none", codec="ffv1",
+                                          engine="inline", segment_seconds=3))
+        assert r.exit_code == 0 and r.files[0].segments == 2  # 100 frames at 24 fps: 0-71, 72-99
+        return [f.astype(int) for f in decoded_frames(out / "face.mkv")]
+
+    got = batch(tmp_path / "out")  # segment 2 starts its stage at frame 24: 48 frames of history, not 72
+    assert len(got) == len(ref) == 100
+    worst = [int(np.abs(a - b).max()) for a, b in zip(got, ref)]
+    # measured: identical but for 16 frames after the boundary, ≤ 3 levels on the marker's anti-aliased edge (the
+    # Kalman state still remembers, by ~0.01 px, the 24 frames the look-back did not see)
+    assert max(worst) <= 4 and np.mean([np.abs(a - b).mean() for a, b in zip(got, ref)]) < 0.01, str(worst)
+    monkeypatch.setattr(segments, "LOOKBACK_FRAMES", 0)
+    monkeypatch.setattr(segments, "LOOKAHEAD_FRAMES", 0)
+    cold = batch(tmp_path / "cold")
+    assert max(int(np.abs(a - b).max()) for a, b in zip(cold, ref)) > 20  # tracks restarted at the boundary

@@ -1,0 +1,220 @@
+"""Loading a face restorer by name or from a checkpoint path, and the weight files a run needs.
+
+Names: ``"gfpgan-1.4"``, ``"gfpgan-1.3"``, ``"codeformer"``, ``"restoreformer"`` (case-insensitive), found (or
+downloaded) through :func:`vidrestore.weights.resolve_weights`. A bare name is never read from the working
+directory. A path is loaded as what its keys say it is (GFP-GAN first, then CodeFormer or RestoreFormer).
+Name-or-path resolution lives here only (:func:`resolve_restorer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+import torch
+
+from ..device import check_precision as _check_precision
+from ..device import resolve_device
+from ..errors import CheckpointError, UsageError, WeightsError
+from ..models.checkpoint import clean_state_dict, read_checkpoint
+from .base import Restorer
+from .codeformer import DEFAULT_FIDELITY, CodeFormerRestorer, build_codeformer, check_fidelity
+from .gfpgan import RESTORER_FILES, GFPGANRestorer, build_gfpgan
+from .restoreformer import RestoreFormerRestorer, build_restoreformer
+
+__all__ = [
+    "FACE_RESTORER_FILES",
+    "RESTORER_FILES",
+    "checkpoint_arch",
+    "load_face_restorer",
+    "load_restorer",
+    "resolve_restorer",
+    "resolve_run_weights",
+    "run_weight_files",
+]
+
+#: The VQ-codebook restorers: name → registry file name (resolved by :func:`vidrestore.weights.resolve_weights`)
+FACE_RESTORER_FILES: Mapping[str, str] = MappingProxyType(
+    {
+        "codeformer": "codeformer.pth",
+        "restoreformer": "RestoreFormer.pth",
+    }
+)
+#: every restorer name → (arch, registry file name)
+_NAMED: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {**{k: ("gfpgan", f) for k, f in RESTORER_FILES.items()}, **{k: (k, f) for k, f in FACE_RESTORER_FILES.items()}}
+)
+
+
+def checkpoint_arch(path: str | Path) -> str:
+    """Guess which face restorer a checkpoint file is for: ``"codeformer"``, ``"restoreformer"`` or ``"gfpgan"``.
+
+    Only a guess from marker keys (the strict load still checks every key); :class:`CheckpointError` when no
+    marker matches.
+    """
+    keys = set(clean_state_dict(read_checkpoint(path), path))
+    if "position_emb" in keys and "quantize.embedding.weight" in keys:
+        return "codeformer"
+    if "quantize.embedding.weight" in keys and "post_quant_conv.weight" in keys:
+        return "restoreformer"
+    if any(k.startswith("stylegan_decoder.") for k in keys):
+        return "gfpgan"
+    raise CheckpointError(f"{path}: not a GFPGAN, CodeFormer or RestoreFormer checkpoint (no known key layout)")
+
+
+def resolve_restorer(
+    name_or_path: str | Path,
+    weights_dir: str | Path | None,
+    known: Mapping[str, tuple[str, str]] = _NAMED,
+    arch: str | None = None,
+) -> tuple[str | None, str, Path]:
+    """→ (arch, restorer name, checkpoint path); ``arch`` is ``None`` for a path (its keys decide).
+
+    ``known``: the names accepted (all by default); ``arch``: the model a name must be, if any. Raises
+    :class:`WeightsError` for an unknown name, :class:`UsageError` for a name of another ``arch``,
+    :class:`CheckpointError` for a path that is no file.
+    """
+    text = str(name_or_path)
+    key = text.lower()
+    if not isinstance(name_or_path, Path) and key in known:
+        from ..weights import resolve_weights  # lazy: downloading is only needed for named weights
+
+        found, filename = known[key]
+        if arch is not None and arch != found:
+            raise UsageError(f"restorer {text!r} is a {found} model, not {arch}")
+        return found, key, Path(resolve_weights(filename, weights_dir=weights_dir))
+    path = Path(text).expanduser()
+    if isinstance(name_or_path, Path) or path.exists() or text.endswith((".pth", ".pt")):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        return None, path.name, path
+    raise WeightsError(
+        f"unknown restorer {text!r}; known names: {', '.join(known)} (or give a path to a .pth file)"
+    )
+
+
+def load_restorer(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+    weights_dir: str | Path | None = None,
+    channels_last: bool | None = None,
+    fidelity: float = DEFAULT_FIDELITY,
+) -> Restorer:
+    """Load a face restorer by name (``"gfpgan-1.4"``, ``"gfpgan-1.3"``, ``"codeformer"``, ``"restoreformer"``)
+    or from a checkpoint path (GFP-GAN, or a CodeFormer/RestoreFormer file recognised by its keys).
+    ``fidelity`` is CodeFormer's ``w`` (0–1; ignored by the others).
+
+    The device and precision are checked before any weights are read. Raises :class:`WeightsError` (unknown
+    name, missing download), :class:`CheckpointError` (missing or unreadable file, wrong architecture) or
+    :class:`DeviceError` (device or precision this machine lacks).
+    """
+    if str(name_or_path).lower() in FACE_RESTORER_FILES:
+        return load_face_restorer(str(name_or_path).lower(), device, precision, batch_size, weights_dir,
+                                  fidelity=fidelity)
+    dev = resolve_device(device)
+    _check_precision(precision, dev)
+    arch, name, path = resolve_restorer(name_or_path, weights_dir, _NAMED)
+    try:
+        model = build_gfpgan(path, dev)
+    except CheckpointError:
+        if arch is not None:
+            raise
+        # a CodeFormer or RestoreFormer file given by path: load it as what it is
+        arch = checkpoint_arch(path)
+        if arch == "gfpgan":
+            raise
+        return load_face_restorer(path, device, precision, batch_size, weights_dir, fidelity=fidelity, arch=arch)
+    return GFPGANRestorer(model, name if arch else f"gfpgan:{name}", dev, precision, batch_size, channels_last)
+
+
+def load_face_restorer(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+    weights_dir: str | Path | None = None,
+    fidelity: float = DEFAULT_FIDELITY,
+    arch: str | None = None,
+) -> CodeFormerRestorer | RestoreFormerRestorer:
+    """Load CodeFormer or RestoreFormer by name (``"codeformer"``, ``"restoreformer"``) or from a checkpoint path.
+
+    For a path, ``arch`` (``"codeformer"``/``"restoreformer"``) says which model it must be; ``None`` guesses it
+    from the keys. ``fidelity`` is CodeFormer's ``w`` (ignored by RestoreFormer). The device, precision and
+    fidelity are checked before any weights are read. Raises :class:`WeightsError` (unknown name, missing
+    download), :class:`CheckpointError` (missing or unreadable file, or not a checkpoint of that model),
+    :class:`DeviceError` or :class:`UsageError` (fidelity outside [0, 1], conflicting ``arch``).
+    """
+    if arch is not None and arch not in FACE_RESTORER_FILES:
+        raise UsageError(f"unknown arch {arch!r}; choose one of {', '.join(FACE_RESTORER_FILES)}")
+    dev = resolve_device(device)
+    _check_precision(precision, dev)
+    w = check_fidelity(fidelity)
+    known = {k: v for k, v in _NAMED.items() if k in FACE_RESTORER_FILES}
+    found, name, path = resolve_restorer(name_or_path, weights_dir, known, arch)
+    if found is None:
+        found = arch or checkpoint_arch(path)
+        if found not in FACE_RESTORER_FILES:
+            raise CheckpointError(
+                f"{path}: a {found} checkpoint, not CodeFormer or RestoreFormer; load it with load_restorer"
+            )
+        name = f"{found}:{name}"
+    if found == "codeformer":
+        return CodeFormerRestorer(build_codeformer(path, dev), name, dev, precision, batch_size, fidelity=w)
+    return RestoreFormerRestorer(build_restoreformer(path, dev), name, dev, precision, batch_size)
+
+
+def run_weight_files(
+    model: str | None,
+    detector: str | None = None,
+    parse: bool = False,
+    upscale: int = 1,
+    bg_upsampler: str = "realesrgan",
+) -> list[str]:
+    """The registry files a run with these options loads, in load order (no duplicates).
+
+    ``model``/``detector`` may be registry names or checkpoint paths; paths, unknown names, ``"none"`` and
+    ``None`` (not loaded, e.g. an object passed in) need no registry file and are left to their loaders, which
+    check them. ``parse``: the ParseNet mask is loaded. ``upscale``/``bg_upsampler``: the background upscaler.
+    """
+    from ..faces.detect import DETECTOR_FILES
+    from ..faces.parse import PARSER_FILES
+    from ..models.rrdbnet import RRDBNET_FILES
+
+    files: list[str] = []
+    if upscale > 1 and bg_upsampler == "realesrgan":
+        files.append(RRDBNET_FILES[4 if upscale == 4 else 2])
+    named = _NAMED.get((model or "none").lower())
+    if named is not None:
+        files.append(named[1])
+    if detector is not None and detector in DETECTOR_FILES:
+        files.append(DETECTOR_FILES[detector])
+    elif detector is not None and detector in DETECTOR_FILES.values():  # a bare registry file name
+        files.append(detector)
+    if parse:
+        files.append(dict(PARSER_FILES)["parsenet"])
+    return list(dict.fromkeys(files))
+
+
+def resolve_run_weights(
+    weights_dir: str | Path | None = None,
+    *,
+    model: str | None,
+    detector: str | None = None,
+    parse: bool = False,
+    upscale: int = 1,
+    bg_upsampler: str = "realesrgan",
+    download: bool = True,
+) -> dict[str, Path]:
+    """Find (or download) every weight file a run needs before any model is built or frame decoded.
+
+    Every file is tried; when some are missing, one :class:`WeightsError` names them all, each with its URL and
+    the folder to put it in. Returns registry name → local path. The loaders then find the files in place.
+    """
+    from ..weights import resolve_many
+
+    return resolve_many(
+        run_weight_files(model, detector, parse, upscale, bg_upsampler), weights_dir, download=download
+    )
