@@ -7,7 +7,7 @@ the hand-checked reference landmarks. The pasted position of a face is where the
 back in the frame (the inverse of the alignment estimated from the landmarks the stage used); the truth is the
 same for the true landmarks. Per case, for the raw detections (aligning on them frame by frame) and for the
 stage's smoothed landmarks: the largest and mean position error (px) and the jitter (frame-to-frame change of
-the error, :func:`vidrestore.faces.track.landmark_jitter` with truth).
+the error, :func:`vidrestore.faces.report.landmark_jitter` with truth).
 
     python bench/stability.py                                  # position table (detector on CPU, ~25 s)
     python bench/stability.py --flicker /tmp/w/GFPGANv1.4.pth  # + flicker, blending on/off (~5 min on 2 cores)
@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 
 from vidrestore.faces.align import FFHQ_TEMPLATE_512, estimate_affine, invert_affine  # noqa: E402
 from vidrestore.faces.face import Face  # noqa: E402
-from vidrestore.faces.track import landmark_jitter  # noqa: E402
+from vidrestore.faces.report import landmark_jitter  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "reference"
 DETECTOR_PATH = SHARED / "real" / "retinaface_mobilenet0.25_trained.pth"
@@ -205,7 +205,7 @@ def raw_landmarks(dets: list[list[Face]], truth: np.ndarray) -> dict[int, np.nda
 def smoothed_landmarks(dets: list[list[Face]], options=None) -> dict[int, np.ndarray]:
     """The landmarks the face stage would align on (its tracker options), first track only."""
     from vidrestore.faces.stage import FaceOptions, tracker_options
-    from vidrestore.faces.track import FixedLagSmoother
+    from vidrestore.faces.smooth import FixedLagSmoother
 
     smoother = FixedLagSmoother(options or tracker_options(FaceOptions()))
     out: dict[int, np.ndarray] = {}

@@ -21,12 +21,17 @@ def test_all_is_pinned_and_resolvable():
         "errors",
         "load_detector",
         "load_restorer",
+        "options",
+        "restore_folder",
         "restore_image",
         "restore_video",
+        "run_live",
     ]
     for name in vidrestore.__all__:
         assert getattr(vidrestore, name) is not None
     assert callable(vidrestore.load_restorer) and callable(vidrestore.load_detector)
+    assert callable(vidrestore.restore_folder) and callable(vidrestore.run_live)
+    assert vidrestore.options.RestoreOptions is vidrestore.RestoreOptions
 
 
 def test_error_tree():
@@ -139,3 +144,39 @@ def test_no_import_cycle_among_vidrestore_modules():
     modules = _module_names()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert _cycles(graph) == []
+
+
+# ------------------------------------------------------------------------------------------------ size rules
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def _oversized(root: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions (methods, nested ones too) over MAX_FUNCTION_LINES lines,
+    decorators included, under ``root``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(root).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                span = (node.end_lineno or node.lineno) - first + 1
+                if span > MAX_FUNCTION_LINES:
+                    found.append(f"{rel}:{node.lineno} {node.name}: {span} lines")
+    return found
+
+
+def test_size_rule_finds_a_long_module_and_a_long_function(tmp_path):
+    (tmp_path / "ok.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    body = "".join(f"        y{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "fn.py").write_text(f"class C:\n    @staticmethod\n    def g():\n{body}")
+    assert _oversized(tmp_path) == ["fn.py:3 g: 82 lines", f"long.py: {MAX_MODULE_LINES + 1} lines"]
+
+
+def test_no_module_over_400_lines_and_no_function_over_80():
+    assert _oversized(PACKAGE) == []

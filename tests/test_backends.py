@@ -176,3 +176,138 @@ def test_detect_ahead_raises_at_the_failing_chunk_and_stops() -> None:
         ahead.drain()
     ahead.close()
     assert ahead._pool is not None and ahead._pool._shutdown
+
+
+# --- the loaders and the command line choose the backend ----------------------------------------------------------
+
+
+def test_load_restorer_backends(synthetic_gfpgan: Path, face_and_noise, torch_out, ov_fp32) -> None:
+    from vidrestore.restorers import load_restorer
+
+    x, noise = face_and_noise
+    torch_r = load_restorer(synthetic_gfpgan, device="cpu", backend="torch")
+    assert torch_r.backend == "torch" and isinstance(torch_r.model, GFPGANv1Clean)
+    auto = load_restorer(synthetic_gfpgan, device="cpu")  # auto: OpenVINO f32 on the CPU, read from the cache
+    assert auto.backend == "openvino" and isinstance(auto.model, vov.OVGFPGAN)
+    assert auto.model.net.xml == ov_fp32.net.xml and "backend='openvino'" in repr(auto)
+    out = auto.restore_tensor(x, noise)
+    assert (out - torch_out.clamp(-1, 1)).abs().max().item() <= FP32_TOL
+    assert auto.make_noise(3)[0].shape == torch_r.make_noise(3)[0].shape
+    with pytest.raises(DeviceError) as err:
+        load_restorer(synthetic_gfpgan, device="cpu", backend="tensorrt")
+    assert "backend" in _one_line(err.value)
+
+
+def test_cli_backend_flag_and_summary() -> None:
+    from vidrestore.cli.live import build_parser as live_parser
+    from vidrestore.cli.live import options_from_args
+    from vidrestore.cli.restore import backend_note, build_parser
+
+    args = build_parser("vidrestore").parse_args(["in.mp4", "--backend", "torch"])
+    from vidrestore.cli.options import restore_options
+
+    assert restore_options(args).backend == "torch"
+    assert restore_options(build_parser("vidrestore").parse_args(["in.mp4"])).backend == "auto"
+    with pytest.raises(SystemExit):
+        build_parser("vidrestore").parse_args(["in.mp4", "--backend", "onnx"])
+    live = options_from_args(live_parser("vidrestore live").parse_args(["--backend", "openvino"]))
+    assert live.backend == "openvino" and live.restore_options().backend == "openvino"
+
+    class _Model:
+        def __init__(self, backend: str) -> None:
+            self.backend = backend
+
+    class _Stage:
+        def __init__(self, restorer: str, detector: str) -> None:
+            self.restorer, self.detector = _Model(restorer), _Model(detector)
+
+    assert backend_note(_Stage("openvino", "openvino")) == ", backend openvino"
+    assert backend_note(_Stage("openvino", "torch")) == ", restorer openvino, detector torch"
+    assert backend_note(None) == ""
+
+
+# --- the other networks: OpenVINO parity on small inputs ---------------------------------------------------------
+
+
+def _checkpoint(model: torch.nn.Module, path: Path) -> Path:
+    torch.save({"params_ema": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def retinaface_pair(shared_ref: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The trained MobileNet-0.25 RetinaFace (real faces) loaded by torch and by OpenVINO (dynamic frame size)."""
+    import shutil
+
+    from vidrestore.faces.detect import load_detector
+
+    path = tmp_path_factory.mktemp("det") / "retinaface_mobilenet0.25_trained.pth"
+    shutil.copy(shared_ref / "real" / "retinaface_mobilenet0.25_trained.pth", path)
+    return (load_detector(path, device="cpu", backend="torch", conf_threshold=0.6),
+            load_detector(path, device="cpu", conf_threshold=0.6))  # auto
+
+
+def test_retinaface_openvino_matches_torch_at_any_size(retinaface_pair, astronaut: np.ndarray) -> None:
+    torch_det, ov_det = retinaface_pair
+    assert torch_det.backend == "torch" and ov_det.backend == "openvino" and str(ov_det.device) == "cpu"
+    for frame in (astronaut, np.ascontiguousarray(astronaut[40:280, 100:420])):  # 512x512, then 240x320
+        a, b = torch_det.forward_batch(frame[None]), ov_det.forward_batch(frame[None])
+        for ta, tb in zip(a, b):
+            assert ta.shape == tb.shape and (ta - tb).abs().max().item() <= FP32_TOL
+        fa, fb = torch_det.detect([frame])[0], ov_det.detect([frame])[0]
+        assert len(fa) == len(fb) >= 1
+        assert np.abs(fa[0].landmarks - fb[0].landmarks).max() <= 1e-2
+
+
+def test_codeformer_openvino_matches_torch_and_keys_fidelity(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from vidrestore.models.codeformer import CodeFormer
+
+    torch.manual_seed(0)
+    model = CodeFormer(dim_embd=32, n_head=2, n_layers=1, codebook_size=64, latent_size=4, connect_list=("16", "32"),
+                       img_size=64, nf=32, emb_dim=32).eval().requires_grad_(False)
+    ckpt = _checkpoint(model, tmp_path_factory.mktemp("cf") / "codeformer_small.pth")
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    ov = vov.codeformer_openvino(model, ckpt, 0.5)
+    with torch.inference_mode():
+        ref = model(x, w=0.5)
+    assert (ov(x, w=0.5) - ref).abs().max().item() <= FP32_TOL
+    config = {"network": "codeformer", "w": 0.5, "shapes": [[1, 3, 64, 64]]}
+    assert vov.cache_path(ckpt, config) == ov.net.xml
+    assert vov.cache_path(ckpt, {**config, "w": 0.7}) != ov.net.xml  # another fidelity, another graph and key
+    with pytest.raises(ValueError):
+        ov(x, w=0.7)
+
+
+def test_restoreformer_openvino_matches_torch(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from vidrestore.models.restoreformer import RestoreFormer
+
+    torch.manual_seed(1)
+    model = RestoreFormer(n_embed=64, embed_dim=32, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
+                          resolution=32, z_channels=32, head_size=2).eval().requires_grad_(False)
+    ckpt = _checkpoint(model, tmp_path_factory.mktemp("rf") / "restoreformer_small.pth")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        ref = model(x)
+    assert (vov.restoreformer_openvino(model, ckpt)(x) - ref).abs().max().item() <= FP32_TOL
+
+
+def test_cache_beside_the_weights_unless_that_folder_is_read_only(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval().requires_grad_(False)
+    x = torch.rand(1, 3, 8, 8)
+    for name in ("mine", "shared"):
+        (tmp_path / name).mkdir()
+        _checkpoint(conv, tmp_path / name / "conv.pth")
+    net = vov.network_openvino(conv, tmp_path / "mine" / "conv.pth", x, "conv")
+    assert net.net.xml.parent == tmp_path / "mine" / ".openvino"
+    with torch.inference_mode():
+        assert (net(x) - conv(x)).abs().max().item() <= FP32_TOL
+    user = tmp_path / "user-cache"
+    monkeypatch.setattr(vov, "_USER_CACHE", user)
+    (tmp_path / "shared").chmod(0o555)  # a read-only reference folder (root could still write it: it must not)
+    try:
+        net = vov.network_openvino(conv, tmp_path / "shared" / "conv.pth", x, "conv")
+    finally:
+        (tmp_path / "shared").chmod(0o755)
+    assert net.net.xml.parent == user and not (tmp_path / "shared" / ".openvino").exists()

@@ -289,3 +289,40 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path):
     r = restore_folder(src, tmp_path / "out", stage_factory=crash_on_b, model="none", preset="ultrafast")
     assert {f.input: f.status for f in r.files} == {"a.mkv": "ok", "b.mkv": "failed", "c.mkv": "ok"}
     assert "worker process died" in r.failed[0].error
+
+
+def _raised(make):
+    try:
+        make()
+    except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_failure_kind_follows_the_chain_a_traceback_shows():
+    from vidrestore.batch import failure_kind
+    from vidrestore.errors import MediaError
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    def wrapped(suppress: bool):
+        def make():
+            try:
+                full_disk()
+            except OSError:
+                if suppress:
+                    raise MediaError("clip.avi: bad header") from None
+                raise MediaError("clip.avi: could not write")
+        return make
+
+    def caused():
+        try:
+            full_disk()
+        except OSError as exc:
+            raise MediaError("clip.avi: could not write") from exc
+
+    assert failure_kind(_raised(wrapped(suppress=False))) == "environment"  # the context: the disk is full
+    assert failure_kind(_raised(caused)) == "environment"
+    # `raise ... from None` hides the context: the file's own fault, not retried as the surroundings' would be
+    assert failure_kind(_raised(wrapped(suppress=True))) == "input"

@@ -57,7 +57,9 @@ def cf_ckpt(cf_ref: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def restorer(cf_ckpt: Path) -> CodeFormerRestorer:
-    return load_face_restorer(cf_ckpt, device="cpu", precision="fp32", batch_size=2, arch="codeformer")
+    # the torch module against the official code (test_backends.py holds OpenVINO to the torch module)
+    return load_face_restorer(cf_ckpt, device="cpu", precision="fp32", batch_size=2, arch="codeformer",
+                              backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +289,8 @@ def test_name_resolves_through_the_registry(
         return cf_ckpt
 
     monkeypatch.setattr(vidrestore.weights, "resolve_weights", fake_resolve)
-    r = load_face_restorer("CodeFormer", device="cpu", weights_dir=tmp_path, fidelity=0.7, batch_size=3)
+    r = load_face_restorer("CodeFormer", device="cpu", weights_dir=tmp_path, fidelity=0.7, batch_size=3,
+                           backend="torch")
     assert asked == [("codeformer.pth", tmp_path)]
     assert isinstance(r, CodeFormerRestorer)
     assert (r.name, r.fidelity, r.batch_size, str(r.device)) == ("codeformer", 0.7, 3, "cpu")

@@ -51,7 +51,8 @@ def det_weights(fx_ref: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 @pytest.fixture(scope="module")
 def detectors(det_weights: dict[str, Path]) -> dict[str, RetinaFaceDetector]:
-    return {b: load_detector(p, device="cpu") for b, p in det_weights.items()}
+    # the torch module against facexlib (test_backends.py holds OpenVINO to the torch module)
+    return {b: load_detector(p, device="cpu", backend="torch") for b, p in det_weights.items()}
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +87,7 @@ def test_module_prefix_and_missing_bn_counters_load(det_weights: dict[str, Path]
     prefixed = {"module." + k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "some_detector.pth"  # a name that says nothing: the backbone comes from the keys
     torch.save(prefixed, path)
-    det = load_detector(path, device="cpu")
+    det = load_detector(path, device="cpu", backend="torch")
     assert det.backbone == "mobile0.25"
     ours = det.model.state_dict()
     assert all(torch.equal(state[k], ours[k]) for k in state)
@@ -115,7 +116,8 @@ def test_names_resolve_through_the_weights_registry(det_weights: dict[str, Path]
         return det_weights["mobile0.25"]
 
     monkeypatch.setattr(vidrestore.weights, "resolve_weights", fake_resolve)
-    det = load_detector("retinaface_mobile0.25", device="cpu", weights_dir=tmp_path, conf_threshold=0.5)
+    det = load_detector("retinaface_mobile0.25", device="cpu", weights_dir=tmp_path, conf_threshold=0.5,
+                        backend="torch")
     assert calls == [("detection_mobilenet0.25_Final.pth", tmp_path)]
     assert det.backbone == "mobile0.25" and det.options.conf_threshold == 0.5
     with pytest.raises(WeightsError):
@@ -212,7 +214,7 @@ def test_batched_detect_equals_single(fx_ref: Path, detectors: dict[str, RetinaF
 
 @pytest.fixture(scope="module")
 def mobile06(det_weights: dict[str, Path]) -> RetinaFaceDetector:
-    return load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, batch_size=2)
+    return load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, batch_size=2, backend="torch")
 
 
 def test_mixed_sizes_grouped_in_order_and_mobilenet_at_0_6(fx_ref: Path, mobile06: RetinaFaceDetector,
@@ -252,11 +254,11 @@ def test_selection_options(fx_ref: Path, mobile06: RetinaFaceDetector, astronaut
 
 
 def test_max_side_downscales_and_maps_back(det_weights: dict[str, Path], astronaut_rgb: np.ndarray) -> None:
-    det = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, max_side=256)
+    det = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, max_side=256, backend="torch")
     assert det.preprocess(astronaut_rgb[None]).shape == (1, 3, 256, 256)
     rows = det.detect_rows([astronaut_rgb])[0]
     small = np.ascontiguousarray(astronaut_rgb[::2, ::2])  # not the same pixels, but the same scale
-    parity = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6)
+    parity = load_detector(det_weights["mobile0.25"], device="cpu", conf_threshold=0.6, backend="torch")
     assert parity.options.max_side is None
     ref = parity.detect_rows([small])[0]
     assert len(rows) > 0 and len(ref) > 0

@@ -357,7 +357,7 @@ def test_per_track_state_stays_bounded_as_tracks_come_and_go():
     sizes = []
 
     def measure(stage):
-        sizes.append(max(len(stage._live), len(stage._blender.track_ids), len(stage._noise._cache)))
+        sizes.append(max(len(stage._flicker.live), len(stage._blender.track_ids), len(stage._noise._cache)))
 
     run_counting(stage, period * tracks, on_yield=measure)
     assert len(stage.report.tracks) == tracks

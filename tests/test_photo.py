@@ -33,7 +33,8 @@ NOSE = np.array(FFHQ_TEMPLATE_512[2], dtype=np.float64)
 def detector(shared_ref):
     from vidrestore.faces.detect import load_detector
 
-    return load_detector(shared_ref / "real" / "retinaface_mobilenet0.25_trained.pth")
+    # torch: an OpenVINO cache has no place in the read-only shared/ folder
+    return load_detector(shared_ref / "real" / "retinaface_mobilenet0.25_trained.pth", backend="torch")
 
 
 def marks(img: np.ndarray) -> np.ndarray:

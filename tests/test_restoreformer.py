@@ -53,7 +53,8 @@ def rf_ckpt(rf_ref: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def restorer(rf_ckpt: Path) -> RestoreFormerRestorer:
-    return load_face_restorer(rf_ckpt, device="cpu", precision="fp32", batch_size=2)  # arch guessed from keys
+    # arch guessed from keys; the torch module against the official code (OpenVINO parity: test_backends.py)
+    return load_face_restorer(rf_ckpt, device="cpu", precision="fp32", batch_size=2, backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -234,5 +235,5 @@ def test_public_load_restorer_recognises_a_restoreformer_file(rf_ckpt: Path) -> 
     """`vidrestore --model path.pth` loads a RestoreFormer file as RestoreFormer, not as a failed GFP-GAN."""
     import vidrestore
 
-    loaded = vidrestore.load_restorer(rf_ckpt, device="cpu")
+    loaded = vidrestore.load_restorer(rf_ckpt, device="cpu", backend="torch")
     assert isinstance(loaded, RestoreFormerRestorer)

@@ -26,7 +26,7 @@ from media import decoded_frames  # noqa: E402
 
 import vidrestore  # noqa: E402
 from vidrestore.faces.stage import FaceOptions, tracker_options  # noqa: E402
-from vidrestore.faces.track import TrackerOptions  # noqa: E402
+from vidrestore.faces.motion import TrackerOptions  # noqa: E402
 from vidrestore.testing import MarkerRestorer  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def test_rotation_follows_and_smooths_the_landmarks(detected):
     vis = [i for i in range(len(clip.frames)) if clip.visible[i]]
     smoothed = bs.smoothed_landmarks(dets)
     rawlm = bs.raw_landmarks(dets, clip.truth)
-    from vidrestore.faces.track import landmark_jitter
+    from vidrestore.faces.report import landmark_jitter
 
     j_smo = landmark_jitter(np.stack([smoothed[i] for i in vis]), clip.truth[vis])
     j_raw = landmark_jitter(np.stack([rawlm[i] for i in vis]), clip.truth[vis])

@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 
 from vidrestore.faces.face import Face
-from vidrestore.faces.track import (
-    DEFAULT_CUT_THRESHOLD,
-    FaceTracker,
-    FixedLagSmoother,
-    RunningJitter,
-    TrackerOptions,
-    box_iou,
-    is_scene_cut,
-    landmark_jitter,
-    mean_offset,
-    scene_cut_score,
-    small_grey,
-)
+from vidrestore.faces.cut import DEFAULT_CUT_THRESHOLD, is_scene_cut, scene_cut_score, small_grey
+from vidrestore.faces.motion import TrackerOptions
+from vidrestore.faces.report import RunningJitter, landmark_jitter, mean_offset
+from vidrestore.faces.smooth import FixedLagSmoother
+from vidrestore.faces.track import FaceTracker, box_iou
 
 # Landmark offsets of a 100 px face around its centre (eyes, nose, mouth corners).
 OFFSETS = np.array([[-18.0, -12.0], [18.0, -12.0], [0.0, 4.0], [-14.0, 22.0], [14.0, 22.0]])
@@ -331,3 +323,20 @@ def test_tracker_state_stays_bounded_as_many_tracks_come_and_go():
         assert all(len(t.history) <= opts.lag + 1 for t in tracker._tracks + tracker._ended)
     assert len(ids) == 200
     assert max(sizes) <= opts.lag + 3, max(sizes)
+
+
+def test_small_grey_by_bands_equals_the_whole_frame_at_once():
+    """small_grey converts one band of thumbnail rows at a time (a 24 MP photo never becomes a full float image);
+    the thumbnail is exactly the one of converting the whole frame, so scene cuts in videos are unchanged."""
+
+    def whole(frame, size=(64, 36)):
+        grey = frame.astype(np.float32)[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+        rows = np.linspace(0, grey.shape[0], size[1] + 1).astype(int)
+        cols = np.linspace(0, grey.shape[1], size[0] + 1).astype(int)
+        sums = np.add.reduceat(np.add.reduceat(grey, rows[:-1], axis=0), cols[:-1], axis=1)
+        return (sums / (np.diff(rows)[:, None] * np.diff(cols)[None, :])).astype(np.float32)
+
+    rng = np.random.default_rng(3)
+    for shape in [(36, 64, 3), (240, 320, 3), (481, 719, 3), (1080, 1920, 3), (2000, 3000, 3)]:
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(small_grey(frame), whole(frame)), shape

@@ -676,7 +676,7 @@ def test_load_detector_takes_a_checkpoint_path(tmp_path: Path) -> None:
     own = tmp_path / "my detectors" / "tuned.pth"  # a user's own file: its name says nothing about the backbone
     own.parent.mkdir()
     torch.save(RetinaFace("mobile0.25").state_dict(), own)
-    det = load_detector(str(own), device="cpu")  # a string, as the command line passes it
+    det = load_detector(str(own), device="cpu", backend="torch")  # a string, as the command line passes it
     assert det.backbone == "mobile0.25"
     assert torch.equal(det.model.state_dict()["body.stage1.0.0.weight"],
                        torch.load(own, weights_only=True)["body.stage1.0.0.weight"])

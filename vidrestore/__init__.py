@@ -1,8 +1,10 @@
 """vidrestore: restore old videos and live webcam streams.
 
-The public API is what ``__all__`` lists; everything else is private and may change. The model entry points
-(``load_restorer``, ``load_detector``, ``align_face``) are imported on first use, so ``import vidrestore``
-and the command line start without loading torch.
+The public API is what ``__all__`` lists; everything else is private and may change. The doors
+(``restore_video``; ``restore_image``, ``restore_folder`` and ``run_live``, imported on first use), the model
+entry points (``load_restorer``, ``load_detector``, ``align_face``, imported on first use, so ``import vidrestore``
+and the command line start without loading torch), ``Face``, the option dataclasses (``options``) and the
+exception tree (``errors``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ __version__ = "0.1.0"
 # load first, OpenCV's window hangs in cv2.namedWindow (vidrestore live).
 import cv2  # noqa: E402,F401,I001
 
-from . import errors
+from . import errors, options
 from .errors import VidrestoreError
 from .faces.face import Face
 from .file import RestoreStats, restore_video
@@ -31,8 +33,11 @@ __all__ = [
     "errors",
     "load_detector",
     "load_restorer",
+    "options",
+    "restore_folder",
     "restore_image",
     "restore_video",
+    "run_live",
 ]
 
 _LAZY = {
@@ -40,6 +45,8 @@ _LAZY = {
     "load_detector": ("vidrestore.faces.detect", "load_detector"),
     "align_face": ("vidrestore.faces.align", "align_face"),
     "restore_image": ("vidrestore.photo", "restore_image"),
+    "restore_folder": ("vidrestore.batch", "restore_folder"),
+    "run_live": ("vidrestore.live", "run_live"),
 }
 
 

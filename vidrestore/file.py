@@ -21,7 +21,7 @@ from .pipeline import (
     FaceStage, Output, RestoreStats, build_stage, expected_frames, filtered, mapped, plan_stream, run_stream,
     side_by_side, write_error,
 )
-from .util import sweep_partials, temporary_path, write_atomic
+from .util import check_destination, sweep_partials, temporary_path, write_atomic
 
 __all__ = ["RestoreStats", "check_output", "default_output", "restore_video", "write_report"]
 
@@ -34,21 +34,7 @@ def default_output(src: Path) -> Path:
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse every output that would lose data or cannot be written, before any work starts."""
     container_for(dst)
-    if dst.exists() and (dst.resolve() == src.resolve() or os.path.samefile(dst, src)):
-        raise UsageError(f"the output {dst} is the input; choose another -o (the input is never written)")
-    if dst.resolve() == src.resolve():
-        raise UsageError(f"the output {dst} is the input; choose another -o (the input is never written)")
-    parent = dst.parent
-    if not parent.exists():
-        raise OutputError(f"output folder {parent} does not exist")
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {parent} is not writable")
-    if dst.is_dir():
-        raise OutputError(f"the output {dst} is a folder; give a file name")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+    check_destination(src, dst, overwrite)
 
 
 def restore_video(

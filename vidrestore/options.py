@@ -27,6 +27,7 @@ class RestoreOptions:
     overwrite: bool = False
     device: str | None = None
     precision: str = "fp32"
+    backend: str = "auto"  # auto | torch | openvino (models.openvino.choose_backend)
     batch_size: int = 8
     weights_dir: str | None = None
     detector: str = "retinaface_resnet50"
@@ -77,7 +78,7 @@ def check_time_range(start: float | None, end: float | None) -> tuple[float | No
 
 
 # Restore options that do not change the output bytes, left out of the options fingerprint.
-_NOT_IN_KEY = {"overwrite", "device", "batch_size", "weights_dir", "report", "extra"}
+_NOT_IN_KEY = {"overwrite", "device", "backend", "batch_size", "weights_dir", "report", "extra"}
 
 
 @dataclass(frozen=True)

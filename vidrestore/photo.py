@@ -33,7 +33,7 @@ from .media.image import Picture, image_format, read_image, to_8bit, write_image
 from .media.source import Frame
 from .options import RestoreOptions
 from .pipeline import RestoreStats, build_stage
-from .util import write_atomic
+from .util import check_destination, write_atomic
 
 __all__ = ["PhotoOptions", "Tone", "apply_tone", "default_image_output", "detect_tone", "restore_image"]
 
@@ -155,14 +155,7 @@ def check_image_output(src: Path, dst: Path, overwrite: bool, what: str = "outpu
     if Path(dst).suffix.lower() in (".mp4", ".mkv", ".mov", ".avi"):
         raise UsageError(f"the {what} of a photo must be an image (.jpg, .png, .tif, .webp, .bmp), not {dst.suffix}")
     image_format(dst)
-    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
-        raise UsageError(f"the {what} {dst} is the input; choose another -o (the input is never written)")
-    if not dst.parent.is_dir():
-        raise OutputError(f"output folder {dst.parent} does not exist")
-    if dst.is_dir():
-        raise OutputError(f"the {what} {dst} is a folder; give a file name")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+    check_destination(src, dst, overwrite, what)
 
 
 # -- the door --------------------------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from rich.progress import (
 from rich.text import Text
 
 __all__ = [
-    "Bars", "FrameProgress", "RateEstimator", "atomic_output", "bar_columns", "format_eta", "format_rate",
-    "fsync_dir", "stale_partials", "sweep_partials", "temporary_path", "write_atomic",
+    "Bars", "FrameProgress", "RateEstimator", "atomic_output", "bar_columns", "check_destination", "format_eta",
+    "format_rate", "fsync_dir", "stale_partials", "sweep_partials", "temporary_path", "write_atomic",
 ]
 
 
@@ -156,6 +156,26 @@ def write_atomic(path: Path, data: bytes | str, *, fsync: bool = True) -> None:
     with atomic_output(Path(path), fsync=fsync) as tmp:
         with open(tmp, "wb") as f:
             f.write(raw)
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool, what: str = "output") -> None:
+    """Refuse, before any work, a destination that is the input, is a folder, sits in a folder that is missing or
+    not writable, or exists (without ``overwrite``). Each door checks its own formats first."""
+    from .errors import OutputError, UsageError
+
+    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+        raise UsageError(f"the {what} {dst} is the input; choose another -o (the input is never written)")
+    parent = dst.parent
+    if not parent.exists():
+        raise OutputError(f"output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {parent} is not writable")
+    if dst.is_dir():
+        raise OutputError(f"the {what} {dst} is a folder; give a file name")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
 
 
 # -- progress -----------------------------------------------------------------------------------------------------

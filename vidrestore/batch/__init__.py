@@ -33,7 +33,8 @@ from ..options import BatchOptions
 from .failures import BatchAborted, failure_kind
 from .discover import quick_hash
 from .manifest import MANIFEST
-from .run import WORK_DIR, BatchProgress, BatchResult, FileResult, restore_folder
+from .records import BatchProgress, BatchResult, FileResult
+from .run import WORK_DIR, restore_folder
 
 __all__ = [
     "MANIFEST", "WORK_DIR", "BatchAborted", "BatchOptions", "BatchProgress", "BatchResult", "FileResult",

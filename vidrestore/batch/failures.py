@@ -41,7 +41,8 @@ def failure_kind(exc: BaseException) -> str | None:
     e: BaseException | None = exc
     while e is not None and len(chain) < 8:
         chain.append(e)
-        e = e.__cause__ or e.__context__
+        # the chain a traceback shows: the cause, else the context unless ``raise ... from None`` hid it
+        e = e.__cause__ if e.__cause__ is not None else None if e.__suppress_context__ else e.__context__
     if any(isinstance(c, _ENV_ERRORS) for c in chain):
         return "environment"
     if any(isinstance(c, OSError) and (not isinstance(c, av.FFmpegError) or c.errno in _ENV_ERRNO) for c in chain):

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .failures import aborted, failure_kind, one_line
-from .manifest import Manifest
+from .manifest import Manifest, earlier, new_entry, occupied
+from .records import FileNotes, FileResult
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif"}
 
@@ -26,28 +27,14 @@ class PhotoPending:
 def prepare_photo(path: Path, rel: str, options: Any, key: str, fingerprint: dict[str, Any], manifest: Manifest,
                   out_dir: Path, taken: dict[str, str]) -> tuple[dict[str, Any], Any]:
     """The manifest entry of one photo and either its FileResult (done earlier, failed earlier) or the work."""
-    from .discover import quick_hash
-    from .run import FileResult
-
-    entry: dict[str, Any] = {"input": rel, "options": fingerprint, "options_key": key}
     output = out_dir / rel
-    try:
-        st = path.stat()
-        entry.update(size=st.st_size, mtime=st.st_mtime, hash=quick_hash(path), output=str(output))
-    except OSError as exc:
-        return entry, FileResult(rel, "failed", error=f"{path}: {exc.strerror or exc}", kind="environment")
+    entry, failed = new_entry(path, rel, key, fingerprint, output)
+    if failed is not None:
+        return entry, failed
     taken[Path(rel).as_posix()] = rel
-    old = manifest.entries.get(rel)
-    same = bool(old) and old.get("hash") == entry["hash"] and old.get("options_key") == key
-    if same and old.get("status") == "ok" and output.is_file():
-        return entry, FileResult(rel, "skipped", output=str(output), frames=1, seconds=float(old.get("seconds", 0.0)))
-    if same and old.get("status") == "failed" and not options.retry_failed and old.get("kind") != "environment":
-        return entry, FileResult(rel, "failed-earlier", error=old.get("error"), kind=old.get("kind"))
-    ours = bool(old) and old.get("output") == str(output)
-    if output.exists() and not (options.restore.overwrite or ours):
-        return entry, FileResult(rel, "failed", error=f"{output} already exists; pass --overwrite to replace it",
-                                 kind="environment")
-    return entry, PhotoPending(rel, entry, path, output)
+    done = earlier(manifest, entry, options.retry_failed, frames=1) or occupied(manifest, entry,
+                                                                               options.restore.overwrite)
+    return entry, done or PhotoPending(rel, entry, path, output)
 
 
 def _models(options: Any, cache: dict[str, Any]) -> dict[str, Any]:
@@ -66,14 +53,9 @@ def _models(options: Any, cache: dict[str, Any]) -> dict[str, Any]:
 def finish_photo(item: PhotoPending, options: Any, say: Callable[[str], None], out_dir: Path,
                  cache: dict[str, Any]) -> Any:
     from ..photo import restore_image
-    from .run import FileResult
 
     started = time.perf_counter()
-    notices: list[str] = []
-
-    def note(message: str) -> None:
-        notices.append(message)
-        say(f"{item.rel}: {message}")
+    note = FileNotes(item.rel, say)
 
     try:
         item.output.parent.mkdir(parents=True, exist_ok=True)
@@ -85,4 +67,4 @@ def finish_photo(item: PhotoPending, options: Any, say: Callable[[str], None], o
             raise aborted(out_dir, item.rel, exc) from exc
         return FileResult(item.rel, "failed", error=one_line(exc), kind=kind, seconds=time.perf_counter() - started)
     return FileResult(item.rel, "ok", output=str(stats.output), frames=1, seconds=time.perf_counter() - started,
-                      notices=notices)
+                      notices=note.lines)

@@ -19,70 +19,17 @@ from ..media.filters import plan_filters
 from ..media.probe import probe
 from ..media.source import check_range
 from ..options import BatchOptions, RestoreOptions
-from .discover import NOT_MEDIA_SUFFIXES, NOT_VIDEO_FORMATS, VIDEO_SUFFIXES, output_name, quick_hash, walk
+from .discover import NOT_MEDIA_SUFFIXES, NOT_VIDEO_FORMATS, VIDEO_SUFFIXES, output_name, walk
 from .engines import make_engine
 from .failures import aborted, failure_kind, one_line
-from .manifest import MANIFEST, Manifest, record
+from .manifest import MANIFEST, Manifest, earlier, new_entry, occupied, record
 from .photos import PHOTO_SUFFIXES, PhotoPending, finish_photo, prepare_photo
+from .records import BatchProgress, BatchResult, FileNotes, FileResult
 from .segments import FileJob, StageFactory, prepare_file
 
-__all__ = ["BatchProgress", "BatchResult", "FileResult", "restore_folder"]
+__all__ = ["WORK_DIR", "restore_folder"]
 
 WORK_DIR = ".vidrestore-work"
-
-
-@dataclass
-class FileResult:
-    """The outcome for one input. ``status``: ok, failed, skipped (done earlier), failed-earlier."""
-
-    input: str  # relative to the input folder
-    status: str
-    output: str | None = None
-    error: str | None = None
-    frames: int = 0
-    seconds: float = 0.0
-    segments: int = 0
-    resumed_segments: int = 0
-    notices: list[str] = field(default_factory=list)
-    kind: str | None = None  # of a failure: "input" (the file) or "environment" (retried on rerun)
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("ok", "skipped")
-
-
-@dataclass
-class BatchResult:
-    in_dir: Path
-    out_dir: Path
-    manifest: Path
-    files: list[FileResult] = field(default_factory=list)
-    not_video: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if not f.ok]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    @property
-    def frames(self) -> int:
-        return sum(f.frames for f in self.files if f.status == "ok")
-
-
-class BatchProgress:
-    """Callbacks ``restore_folder`` reports to; the default does nothing."""
-
-    def found(self, total: int) -> None: ...
-
-    def file_started(self, rel: str, frames: int) -> None: ...
-
-    def segment_done(self, frames: int) -> None: ...
-
-    def file_done(self, result: FileResult) -> None: ...
 
 
 @dataclass
@@ -226,24 +173,18 @@ def _prepare(
         return prepare_photo(path, rel, options, key, fingerprint, manifest, out_dir, taken)
     if suffix in NOT_MEDIA_SUFFIXES:
         return None
-    entry: dict[str, Any] = {"input": rel, "options": fingerprint, "options_key": key}
     out_rel = output_name(Path(rel))
     if out_rel.as_posix() in taken:  # a.avi and a.mkv side by side: keep the source extension in the name
         out_rel = out_rel.with_name(f"{Path(rel).stem}_{suffix.lstrip('.')}{out_rel.suffix}")
     output = out_dir / out_rel
-    try:
-        st = path.stat()
-        entry.update(size=st.st_size, mtime=st.st_mtime, hash=quick_hash(path), output=str(output))
-    except OSError as exc:
-        return entry, FileResult(rel, "failed", error=f"{path}: {exc.strerror or exc}", kind="environment")
-    old = manifest.entries.get(rel)
-    same = bool(old) and old.get("hash") == entry["hash"] and old.get("options_key") == key
-    if same and old.get("status") == "ok" and output.is_file():
-        taken[out_rel.as_posix()] = rel
-        return entry, FileResult(rel, "skipped", output=str(output), frames=int(old.get("frames", 0)),
-                                 seconds=float(old.get("seconds", 0.0)))
-    if same and old.get("status") == "failed" and not options.retry_failed and old.get("kind") != "environment":
-        return entry, FileResult(rel, "failed-earlier", error=old.get("error"), kind=old.get("kind"))
+    entry, failed = new_entry(path, rel, key, fingerprint, output)
+    if failed is not None:
+        return entry, failed
+    done = earlier(manifest, entry, options.retry_failed)
+    if done is not None:
+        if done.status == "skipped":
+            taken[out_rel.as_posix()] = rel
+        return entry, done
     try:
         info = probe(path)
         if info.format in NOT_VIDEO_FORMATS or info.format.endswith("_pipe"):
@@ -254,10 +195,9 @@ def _prepare(
         return entry, FileResult(rel, "failed", error=one_line(exc), kind=failure_kind(exc) or "input")
     taken[out_rel.as_posix()] = rel
     digest = entry["hash"]
-    ours = bool(old) and old.get("output") == str(output)
-    if output.exists() and not (options.restore.overwrite or ours):
-        return entry, FileResult(rel, "failed", error=f"{output} already exists; pass --overwrite to replace it",
-                                 kind="environment")
+    taken_over = occupied(manifest, entry, options.restore.overwrite)
+    if taken_over is not None:
+        return entry, taken_over
     try:
         start, end = options.restore.time_range()
         if start is not None or end is not None:
@@ -278,11 +218,7 @@ def _finish(
     progress.file_started(item.rel, sum(s.frames for s in job.segments))
     progress.segment_done(item.resumed_frames)  # finished by an earlier run
     started = time.perf_counter()
-    notices: list[str] = []
-
-    def note(message: str) -> None:
-        notices.append(message)
-        say(f"{item.rel}: {message}")
+    note = FileNotes(item.rel, say)
 
     handles = list(item.handles)
     try:
@@ -301,5 +237,5 @@ def _finish(
                           resumed_segments=item.resumed, seconds=time.perf_counter() - started)
     return FileResult(
         item.rel, "ok", output=str(job.output), frames=frames, seconds=time.perf_counter() - started,
-        segments=len(job.segments), resumed_segments=item.resumed, notices=notices,
+        segments=len(job.segments), resumed_segments=item.resumed, notices=note.lines,
     )

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..live import LiveOptions, run_live
-from .options import Parser
+from .options import Parser, add_backend_argument
 
 __all__ = ["build_parser", "options_from_args", "run"]
 
@@ -32,6 +32,7 @@ def build_parser(prog: str = "vidrestore live") -> argparse.ArgumentParser:
                    help="face restorer: gfpgan-1.4, gfpgan-1.3, codeformer, restoreformer, a .pth checkpoint, or none (default gfpgan-1.4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=d.precision)
+    add_backend_argument(p)
     p.add_argument("--detector", default=d.detector, metavar="NAME|PATH",
                    help="face detector: retinaface_resnet50, retinaface_mobile0.25 or a RetinaFace .pth checkpoint "
                         f"(default {d.detector}: fast enough to track every few frames on a CPU)")
@@ -57,7 +58,7 @@ def build_parser(prog: str = "vidrestore live") -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> LiveOptions:
     return LiveOptions(
         source=args.source, format=args.format, source_options=tuple(args.source_option), loop=args.loop,
-        model=args.model, device=args.device, precision=args.precision, detector=args.detector,
+        model=args.model, device=args.device, precision=args.precision, backend=args.backend, detector=args.detector,
         parse=not args.no_parse, temporal=args.temporal == "on", min_face=args.min_face, serve=args.serve,
         record=args.record, overwrite=args.overwrite, window=not args.no_window, save_dir=args.save_dir,
         weights_dir=args.weights_dir, duration=args.duration, split=args.split, hud=not args.no_hud,

@@ -48,6 +48,18 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def backend_note(stage: object) -> str:
+    """``", backend openvino"`` (or ``"restorer openvino, detector torch"`` when they differ) for the summary line;
+    empty when no face models ran."""
+    kinds = {role: getattr(getattr(stage, role, None), "backend", None) for role in ("restorer", "detector")}
+    found = {role: kind for role, kind in kinds.items() if kind}
+    if not found:
+        return ""
+    if len(set(found.values())) == 1:
+        return f", backend {next(iter(found.values()))}"
+    return ", " + ", ".join(f"{role} {kind}" for role, kind in found.items())
+
+
 def run(args: argparse.Namespace) -> int:
     from ..file import restore_video
     from ..util import FrameProgress
@@ -68,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         faces = f", {stats.faces} faces in {stats.tracks} tracks" if stats.stage is not None else ""
         print(
             f"restored {stats.frames} frames{faces} in {stats.seconds:.1f} s "
-            f"({stats.fps:.1f} fps) -> {stats.output}"
+            f"({stats.fps:.1f} fps{backend_note(stats.stage)}) -> {stats.output}"
         )
         if stats.stage is not None:
             print(f"faces: {stats.stage.report.summary()}")

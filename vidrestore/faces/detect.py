@@ -202,6 +202,8 @@ class RetinaFaceDetector:
     The model's device is where everything runs; frames cross to it once per batch as uint8.
     """
 
+    backend: str = "torch"  # "openvino" when load_detector put the converted network in ``model``
+
     def __init__(self, model: RetinaFace, options: DetectorOptions | None = None, **overrides: object) -> None:
         self.model = model.eval()
         self.options = replace(options or DetectorOptions(), **overrides)  # type: ignore[arg-type]
@@ -343,6 +345,7 @@ def load_detector(
     device: str | torch.device | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
     backbone: str | None = None,
+    backend: str = "auto",
     **options: object,
 ) -> RetinaFaceDetector:
     """Build a :class:`RetinaFaceDetector` from a known name or a checkpoint path.
@@ -351,9 +354,14 @@ def load_detector(
     (``detection_mobilenet0.25_Final.pth``), found (or downloaded) by :func:`vidrestore.weights.resolve_weights`;
     those registry file names work too. A path to a RetinaFace checkpoint (facexlib's layout, e.g. a user's own
     file) is loaded directly; its backbone comes from ``backbone``, else the file name, else the keys.
-    ``options`` are :class:`DetectorOptions` fields.
+    ``options`` are :class:`DetectorOptions` fields. ``backend``: ``"torch"``, ``"openvino"`` or ``"auto"``
+    (OpenVINO on the CPU when the extra is installed; converted once with a dynamic frame size, cached beside the
+    weights; fp32, max diff ~1e-5), as for :func:`vidrestore.restorers.load_restorer`.
     """
+    from ..models.openvino import choose_backend
+
     opts = options_from(DetectorOptions, "detector", options)
+    chosen = choose_backend(backend, device)
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
@@ -371,4 +379,11 @@ def load_detector(
             f"unknown detector {text!r}; choose one of {', '.join(DETECTOR_FILES)} or give a RetinaFace .pth file"
         )
     model = _load_retinaface(path, backbone)
-    return RetinaFaceDetector(model.to(dev), opts)
+    if chosen == "openvino":
+        from ..device import openvino_device
+        from ..models.openvino import retinaface_openvino
+
+        model = retinaface_openvino(model.eval(), path, openvino_device(device))  # type: ignore[assignment]
+    detector = RetinaFaceDetector(model.to(dev), opts)
+    detector.backend = chosen
+    return detector

@@ -25,7 +25,7 @@ crop), so a face's restored pixels never depend on ``batch_size`` or on how many
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -33,23 +33,18 @@ import numpy as np
 import torch
 
 from ..media.source import Frame
-from .temporal import TemporalBlender, TemporalOptions, TrackNoise, face_region_mask
+from .temporal import TemporalBlender, TemporalOptions, TrackNoise
 from .align import align_face, invert_affine
 from .paste import paste_faces
 from .face import Face
 from .prefetch import DetectAhead
-from .track import FixedLagSmoother, RunningJitter, TrackerOptions, is_scene_cut, small_grey
+from .cut import is_scene_cut, small_grey
+from .microbatch import Restorer, restore_crops
+from .motion import TrackerOptions
+from .report import FaceReport, FlickerMeter
+from .smooth import FixedLagSmoother
 
 __all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer", "tracker_options"]
-
-
-def output_affine(affine: np.ndarray, s: int) -> np.ndarray:
-    """The image → crop affine on a frame upscaled ``s`` times: pixel centres map exactly,
-    ``x_up = s·x + (s − 1)/2``."""
-    if s == 1:
-        return affine
-    up = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
-    return (np.vstack([affine, [0.0, 0.0, 1.0]]) @ np.linalg.inv(up))[:2]
 
 
 def upscaled_paste_affine(affine: np.ndarray, s: int) -> np.ndarray:
@@ -60,15 +55,6 @@ def upscaled_paste_affine(affine: np.ndarray, s: int) -> np.ndarray:
     inv = invert_affine(affine)
     inv[:, 2] -= 0.5 / s
     return invert_affine(inv)
-
-
-_FLICKER_SIZE = 128  # the flicker figures are measured on aligned crops at this size (cheap, and enough)
-
-
-def _crop(frame: np.ndarray, affine: np.ndarray, size: int = _FLICKER_SIZE) -> np.ndarray:
-    """The aligned face at ``size`` px (the 512 crop's affine scaled down), area-averaged."""
-    scaled = affine * (size / 512.0)
-    return cv2.warpAffine(frame, scaled, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
 
 
 def tracker_options(options: FaceOptions) -> TrackerOptions:
@@ -120,10 +106,6 @@ def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield chunk
 
 
-class Restorer(Protocol):
-    def restore(self, faces: np.ndarray) -> np.ndarray: ...
-
-
 @dataclass(frozen=True)
 class FaceOptions:
     """How faces are found, followed and restored (the CLI's face options)."""
@@ -166,71 +148,6 @@ class FaceOptions:
 
 
 @dataclass
-class _TrackReport:
-    """A track's figures, as running sums (constant size however long the track)."""
-
-    frames: int = 0
-    raw: RunningJitter = field(default_factory=RunningJitter)
-    smooth: RunningJitter = field(default_factory=RunningJitter)
-    diff_in: float = 0.0
-    diff_out: float = 0.0
-    pairs: int = 0
-
-
-@dataclass
-class _LiveTrack:
-    """What the flicker figure needs of a track's previous frame; dropped when the track ends."""
-
-    frame: int
-    prev_in: np.ndarray
-    prev_out: np.ndarray
-
-
-@dataclass
-class FaceReport:
-    """Per-track figures for ``--report``: frames, landmark jitter before/after smoothing, flicker in/out.
-
-    Jitter is :func:`vidrestore.faces.track.landmark_jitter` (mean second difference of the landmarks, px)
-    of the raw detections matched to the track and of the smoothed landmarks that drove alignment. The
-    temporal difference is the mean absolute difference of consecutive aligned crops inside the face
-    ellipse, for the input crops and the pasted output crops (0-255 levels).
-    """
-
-    tracks: dict[int, _TrackReport] = field(default_factory=dict)
-    faces: int = 0
-    frames_with_faces: int = 0
-    cuts: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {}
-        for tid, t in sorted(self.tracks.items()):
-            out[str(tid)] = {
-                "frames": t.frames,
-                "jitter_raw_px": t.raw.value,
-                "jitter_smoothed_px": t.smooth.value,
-                "temporal_diff_input": t.diff_in / t.pairs if t.pairs else None,
-                "temporal_diff_output": t.diff_out / t.pairs if t.pairs else None,
-            }
-        return {"faces": self.faces, "frames_with_faces": self.frames_with_faces, "scene_cuts": self.cuts,
-                "tracks": out}
-
-    def summary(self) -> str:
-        d = self.as_dict()["tracks"]
-        if not d:
-            return "no face tracks"
-        raw = [v["jitter_raw_px"] for v in d.values() if v["jitter_raw_px"] is not None]
-        smo = [v["jitter_smoothed_px"] for v in d.values() if v["jitter_smoothed_px"] is not None]
-        fin = [v["temporal_diff_input"] for v in d.values() if v["temporal_diff_input"] is not None]
-        fout = [v["temporal_diff_output"] for v in d.values() if v["temporal_diff_output"] is not None]
-        parts = [f"{len(d)} tracks"]
-        if raw and smo:
-            parts.append(f"landmark jitter {np.mean(raw):.2f} -> {np.mean(smo):.2f} px")
-        if fin and fout:
-            parts.append(f"face flicker {np.mean(fin):.2f} -> {np.mean(fout):.2f} levels")
-        return ", ".join(parts)
-
-
-@dataclass
 class _Pending:
     """A frame whose faces are aligned and wait for the restorer."""
 
@@ -262,8 +179,7 @@ class FaceStage:
         dev = device if device is not None else getattr(restorer, "device", "cpu")
         self.device = torch.device(dev)
         self.report = FaceReport()
-        self._mask = face_region_mask(_FLICKER_SIZE, _FLICKER_SIZE)
-        self._live: dict[int, _LiveTrack] = {}
+        self._flicker = FlickerMeter()
 
     @property
     def window(self) -> int:
@@ -279,7 +195,7 @@ class FaceStage:
         self._blender = TemporalBlender(self._temporal_options())
         self._noise = TrackNoise(base_seed=opts.seed, device=self.device)
         self._masks: dict[int, tuple[int, torch.Tensor]] = {}
-        self._live = {}
+        self._flicker.live.clear()
         self._held: dict[int, tuple[Frame, list[Face] | None, bool]] = {}
         self._queue: list[_Pending] = []
         self._prev_small: np.ndarray | None = None
@@ -360,7 +276,7 @@ class FaceStage:
             yield from self._restore_queue()
             self._forget_all()
         faces = [f for f in faces if f.track_id is not None]
-        self._record_landmarks(faces, raw)
+        self.report.record_landmarks(faces, raw)
         if self.options.strength == 0.0 or not faces:
             # nothing to restore: what waits is restored now (a partial batch), and the frame passes untouched
             self._queue.append(_Pending(frame, [], np.empty((0, 512, 512, 3), np.uint8), np.empty((0, 2, 3))))
@@ -375,58 +291,17 @@ class FaceStage:
         if len(self._queue) >= batch or sum(len(p.faces) for p in self._queue) >= batch:
             yield from self._restore_queue()
 
-    def _record_landmarks(self, faces: list[Face], raw: list[Face] | None) -> None:
-        for face in faces:
-            t = self.report.tracks.setdefault(face.track_id, _TrackReport())
-            t.frames += 1
-            t.smooth.push(face.landmarks)
-            if raw:
-                nearest = min(raw, key=lambda r: float(np.abs(r.landmarks - face.landmarks).mean()))
-                t.raw.push(nearest.landmarks)
-        if faces:
-            self.report.frames_with_faces += 1
-            self.report.faces += len(faces)
-
     # -- restoration ------------------------------------------------------------------------------------------
     def _micro(self) -> int:
         if self.options.micro_batch is not None:
             return self.options.micro_batch
         return self.options.batch_size if self.device.type == "cuda" else 1
 
-    def _run_restorer(self, crops: np.ndarray, track_ids: list[int]) -> np.ndarray:
-        """Restore ``crops`` in fixed-size micro-batches, each face with its track's noise."""
-        micro = self._micro()
-        out = np.empty_like(crops)
-        uses_noise = hasattr(self.restorer, "noise_shapes")
-        for start in range(0, len(crops), micro):
-            part = crops[start : start + micro]
-            ids = track_ids[start : start + micro]
-            n = len(part)
-            if n < micro:  # pad, so the compute shape never depends on how many faces were waiting
-                part = np.concatenate([part, np.repeat(part[-1:], micro - n, axis=0)])
-                ids = ids + [ids[-1]] * (micro - n)
-            if uses_noise:
-                # one fixed noise for every face: a face's texture must not depend on the id its tracker gave it
-                # (a batch segment, or a run started elsewhere in the file, numbers the same face differently)
-                result = self.restorer.restore(part, noise=self._noise.for_tracks([0] * len(ids)))
-            else:
-                result = self.restorer.restore(part)
-            result = np.asarray(result)
-            if result.shape != part.shape or result.dtype != np.uint8:
-                from ..errors import VidrestoreError
-
-                raise VidrestoreError(
-                    f"the restorer returned {result.shape} {result.dtype} for {part.shape} uint8 faces"
-                )
-            out[start : start + n] = result[:n]
-        return out
-
     def _restore_queue(self) -> Iterator[Frame]:
         todo = [p for p in self._queue if p.faces and p.restored is None]
         if todo:
             crops = np.concatenate([p.crops for p in todo])
-            ids = [f.track_id for p in todo for f in p.faces]
-            restored = self._run_restorer(crops, ids)
+            restored = restore_crops(self.restorer, crops, self._micro(), self._noise)
             k = 0
             for p in todo:
                 p.restored = restored[k : k + len(p.faces)]
@@ -444,21 +319,21 @@ class FaceStage:
         """Drop the blend state, noise, mask and previous crops of tracks not seen for a while (ids are never
         reused). Walks only the live tracks."""
         horizon = 2 * (self.options.lag + self.options.detect_every) + 2
-        for tid in [tid for tid, live in self._live.items() if index - live.frame > horizon]:
+        for tid in [tid for tid, live in self._flicker.live.items() if index - live.frame > horizon]:
             self._forget(tid)
 
     def _forget(self, tid: int) -> None:
         self._blender.forget(tid)
         self._noise.forget(tid)
         self._masks.pop(tid, None)
-        self._live.pop(tid, None)
+        self._flicker.live.pop(tid, None)
 
     def _forget_all(self) -> None:
         """A scene cut: every track ends (the tracker gives new ids after it)."""
         self._blender.reset()
         self._noise.reset()
         self._masks.clear()
-        self._live.clear()
+        self._flicker.live.clear()
 
     # -- blending and paste-back --------------------------------------------------------------------------------
     def _finish(self, p: _Pending) -> Frame:
@@ -484,7 +359,7 @@ class FaceStage:
             background = self.upscaler.upscale(frame.rgb)
             affines = np.stack([upscaled_paste_affine(a, self.scale) for a in p.affines])
             frame.rgb = paste_faces(background, outs, affines, masks, device=self.device, upscale=self.scale)
-        self._record_flicker(p, outs, frame.index)
+        self._flicker.record(self.report, p.faces, p.crops, frame.rgb, p.affines, self.scale, frame.index)
         return frame
 
     def _parse_masks(self, faces: list[Face], crops: np.ndarray, index: int) -> torch.Tensor:
@@ -500,17 +375,3 @@ class FaceStage:
             for j, k in enumerate(need):
                 self._masks[faces[k].track_id] = (index, fresh[j].to(self.device))
         return torch.stack([self._masks[f.track_id][1] for f in faces])
-
-    def _record_flicker(self, p: _Pending, outs: np.ndarray, index: int) -> None:
-        mask = self._mask
-        for k, face in enumerate(p.faces):
-            t = self.report.tracks[face.track_id]
-            cur_in = cv2.resize(p.crops[k], (_FLICKER_SIZE, _FLICKER_SIZE), interpolation=cv2.INTER_AREA)
-            cur_in = cur_in.astype(np.float32)
-            cur_out = _crop(p.frame.rgb, output_affine(p.affines[k], self.scale)).astype(np.float32)
-            live = self._live.get(face.track_id)
-            if live is not None and live.frame == index - 1:
-                t.diff_in += float(np.abs(cur_in - live.prev_in)[mask].mean())
-                t.diff_out += float(np.abs(cur_out - live.prev_out)[mask].mean())
-                t.pairs += 1
-            self._live[face.track_id] = _LiveTrack(index, cur_in, cur_out)

@@ -21,6 +21,7 @@ class LiveOptions:
     model: str = "gfpgan-1.4"
     device: str | None = None
     precision: str = "fp32"
+    backend: str = "auto"
     detector: str = "retinaface_mobile0.25"
     parse: bool = True
     temporal: bool = True
@@ -42,5 +43,6 @@ class LiveOptions:
     def restore_options(self) -> RestoreOptions:
         """The model choices as the loader every door shares takes them (:func:`vidrestore.pipeline.build.build_models`):
         restorer batches of 4 (a few faces at a time) and ParseNet at its full 512 px."""
-        return RestoreOptions(model=self.model, device=self.device, precision=self.precision, detector=self.detector,
-                              parse=self.parse, batch_size=4, parse_size=512, weights_dir=self.weights_dir)
+        return RestoreOptions(model=self.model, device=self.device, precision=self.precision, backend=self.backend,
+                              detector=self.detector, parse=self.parse, batch_size=4, parse_size=512,
+                              weights_dir=self.weights_dir)

@@ -193,7 +193,7 @@ class LivePreview:
     # -- capture side ---------------------------------------------------------------------------------------
     def submit(self, frame: Frame) -> None:
         """Offer a captured frame (indices must increase). Marks scene cuts: ``frame.meta["segment"]``."""
-        from ..faces.track import is_scene_cut, small_grey
+        from ..faces.cut import is_scene_cut, small_grey
 
         self.stats.submitted += 1
         cut = bool(frame.meta.get("cut"))

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,8 @@ from torch import nn
 from ..errors import DeviceError
 
 __all__ = ["available", "version", "cache_path", "convert", "compile_model", "OVModule", "load_network", "BACKENDS",
-           "choose_backend"]
+           "choose_backend", "gfpgan_openvino", "codeformer_openvino", "restoreformer_openvino",
+           "retinaface_openvino", "network_openvino"]
 
 BACKENDS = ("auto", "torch", "openvino")
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -66,8 +68,10 @@ def choose_backend(backend: str, device: str | torch.device | None) -> str:
         raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     on_cpu = device is None and not torch.cuda.is_available() or str(device).lower() == "cpu"
     ov_device = on_cpu or is_openvino_gpu(device)
-    if backend == "auto":
-        return "openvino" if ov_device and available() else "torch"
+    if backend == "auto":  # an Intel gpu has no torch backend: without the extra, _ov() below says how to get it
+        backend = "openvino" if is_openvino_gpu(device) or ov_device and available() else "torch"
+        if backend == "torch":
+            return backend
     if backend == "openvino":
         if not ov_device:
             raise DeviceError(f"the OpenVINO backend runs on 'cpu' or an Intel 'gpu', not {device!r}; use --backend torch")
@@ -97,21 +101,28 @@ def cache_path(checkpoint: str | Path, config: Mapping[str, Any], folder: str | 
 
 
 def _writable(folder: Path) -> bool:
+    """Whether the cache may go in ``folder``: a weights folder whose mode says read-only (r-x) is left alone even
+    where root could write it anyway."""
     try:
+        if not folder.exists() and not folder.parent.stat().st_mode & stat.S_IWUSR:
+            return False
         folder.mkdir(parents=True, exist_ok=True)
-        return os.access(folder, os.W_OK)
+        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
     except OSError:
         return False
 
 
-def convert(module: nn.Module, example_inputs: Sequence[torch.Tensor], out: Path) -> Path:
-    """Convert ``module`` at the shapes of ``example_inputs`` and save it as ``out`` (.xml + .bin), atomically: the
-    .bin lands first, the .xml (what a load looks for) last, so a killed conversion leaves no half cache."""
+def convert(module: nn.Module, example_inputs: Sequence[torch.Tensor], out: Path,
+            shapes: Sequence[Sequence[int]] | None = None) -> Path:
+    """Convert ``module`` at the shapes of ``example_inputs`` (or ``shapes``, where ``-1`` is a dynamic dimension)
+    and save it as ``out`` (.xml + .bin), atomically: the .bin lands first, the .xml (what a load looks for) last,
+    so a killed conversion leaves no half cache."""
     ov = _ov()
     example = tuple(t.detach().cpu().float() for t in example_inputs)
+    inputs = [tuple(t.shape) for t in example] if shapes is None else [tuple(s) for s in shapes]
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
-        model = ov.convert_model(module.eval().cpu(), example_input=example, input=[tuple(t.shape) for t in example])
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings: shape checks traced as constants, intended
+        model = ov.convert_model(module.eval().cpu(), example_input=example, input=inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.stem}.tmp{os.getpid()}-{threading.get_ident()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=False)
@@ -157,16 +168,18 @@ def load_network(
     config: Mapping[str, Any],
     device: str = "CPU",
     precision: str = "fp32",
+    shapes: Sequence[Sequence[int]] | None = None,
 ) -> OVModule:
     """The OpenVINO version of the module ``build()`` makes from ``checkpoint``: read from the cache when it is
     there, else converted (``build`` is only called then) and cached. ``config`` names the network and everything
-    besides the checkpoint that changes the converted graph."""
-    full = {**dict(config), "shapes": [list(t.shape) for t in example_inputs]}
+    besides the checkpoint that changes the converted graph; ``shapes`` (``-1``: dynamic) default to the example's."""
+    shapes = [list(t.shape) for t in example_inputs] if shapes is None else [list(s) for s in shapes]
+    full = {**dict(config), "shapes": shapes}
     xml = cache_path(checkpoint, full)
     if not xml.is_file() and not _writable(xml.parent):
         xml = cache_path(checkpoint, full, _USER_CACHE.expanduser())
     if not xml.is_file():
-        convert(build(), example_inputs, xml)
+        convert(build(), example_inputs, xml, shapes)
     return OVModule(compile_model(xml, device, precision), precision, device, xml)
 
 
@@ -220,3 +233,86 @@ def gfpgan_openvino(model: nn.Module, checkpoint: str | Path, device: str = "CPU
     config = {"network": "gfpgan", "out_size": s}
     net = load_network(lambda: _WithNoise(model), example, checkpoint, config, device, precision)
     return OVGFPGAN(net, model)
+
+
+class _Fixed(nn.Module):
+    """A network with its keyword options fixed (what the converter traces: CodeFormer's ``w``)."""
+
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.options = options
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, **self.options)
+
+
+class OVPerItem(nn.Module):
+    """A one-input network (CodeFormer at a fixed ``w``, RestoreFormer, ParseNet, RRDBNet tiles) converted at batch 1,
+    called like the torch module: items run one by one. ``fixed`` are the keyword options baked into the graph;
+    a call with another value is refused (it would need another conversion). ``attrs`` are copied from the torch
+    module (``img_size``, ``resolution``...) for code that reads them."""
+
+    def __init__(self, net: OVModule, fixed: Mapping[str, Any] | None = None, **attrs: Any) -> None:
+        super().__init__()
+        self.net = net
+        self.fixed = dict(fixed or {})
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    def forward(self, x: torch.Tensor, **options: Any) -> torch.Tensor:
+        for k, v in options.items():
+            if k not in self.fixed or float(v) != float(self.fixed[k]):
+                raise ValueError(f"this OpenVINO network was converted with {self.fixed}, not {k}={v!r}; load it again")
+        outs = [self.net(x[i : i + 1])[0] for i in range(x.shape[0])]
+        return torch.cat(outs).to(x.device)
+
+
+def network_openvino(model: nn.Module, checkpoint: str | Path, example: torch.Tensor, network: str,
+                     device: str = "CPU", precision: str = "fp32", fixed: Mapping[str, Any] | None = None,
+                     **attrs: Any) -> OVPerItem:
+    """The OpenVINO twin of a one-input network at the (batch-1) shape of ``example``; ``fixed`` keyword options
+    are baked into the graph and its cache key."""
+    fixed = dict(fixed or {})
+    module = _Fixed(model, **fixed) if fixed else model
+    config = {"network": network, **fixed}
+    net = load_network(lambda: module, [example[:1]], checkpoint, config, device, precision)
+    return OVPerItem(net, fixed, **attrs)
+
+
+def codeformer_openvino(model: nn.Module, checkpoint: str | Path, fidelity: float, device: str = "CPU",
+                        precision: str = "fp32") -> OVPerItem:
+    """CodeFormer at fidelity ``w`` (part of the graph and of the cache key: another ``w`` is another conversion)."""
+    s = model.img_size
+    return network_openvino(model, checkpoint, torch.zeros(1, 3, s, s), "codeformer", device, precision,
+                            fixed={"w": float(fidelity)}, img_size=s)
+
+
+def restoreformer_openvino(model: nn.Module, checkpoint: str | Path, device: str = "CPU",
+                           precision: str = "fp32") -> OVPerItem:
+    s = model.resolution
+    return network_openvino(model, checkpoint, torch.zeros(1, 3, s, s), "restoreformer", device, precision,
+                            resolution=s)
+
+
+class OVRetinaFace(nn.Module):
+    """RetinaFace's interface (``forward(x) -> (loc, conf, landmarks)``, ``cfg``) on a network converted with a
+    dynamic batch, height and width (frames come in any size). ``anchor`` is an empty parameter: the detector
+    reads its device from the model's parameters, and the tensors around an OpenVINO network live on the CPU."""
+
+    def __init__(self, net: OVModule, model: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.cfg = model.cfg
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net(x)
+
+
+def retinaface_openvino(model: nn.Module, checkpoint: str | Path, device: str = "CPU",
+                        precision: str = "fp32") -> OVRetinaFace:
+    example = [torch.zeros(1, 3, 320, 320)]
+    config = {"network": "retinaface", "backbone": model.cfg.backbone}
+    net = load_network(lambda: model, example, checkpoint, config, device, precision, shapes=[[-1, 3, -1, -1]])
+    return OVRetinaFace(net, model)

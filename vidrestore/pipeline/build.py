@@ -81,6 +81,7 @@ def build_models(options: RestoreOptions) -> Models:
         restorer = load_restorer(
             options.model, device=options.device, precision=options.precision,
             batch_size=options.batch_size, weights_dir=options.weights_dir, fidelity=options.fidelity,
+            backend=options.backend,
         )
     device = getattr(restorer, "device", None) or options.device or "cpu"
     detector = extra.get("detector")
@@ -89,8 +90,12 @@ def build_models(options: RestoreOptions) -> Models:
 
         # on the CPU one frame per forward pass is faster (measured: 0.45 s vs 0.72 s per frame in batches of 6)
         detect_batch = 1 if str(device).startswith("cpu") else 8
-        detector = load_detector(options.detector, device=device, weights_dir=options.weights_dir,
-                                 batch_size=detect_batch)
+        from ..device import is_openvino_gpu
+
+        # an Intel gpu (OpenVINO) leaves the restorer's tensors on the CPU: the detector is told the gpu itself
+        det_device = options.device if is_openvino_gpu(options.device) else device
+        detector = load_detector(options.detector, device=det_device, weights_dir=options.weights_dir,
+                                 batch_size=detect_batch, backend=options.backend)
     parser = extra.get("parser")
     if parser is None and options.parse and options.strength > 0:
         from ..faces.parse import load_parser

@@ -116,15 +116,19 @@ class Restorer:
     takes_noise: bool = False
 
     def __init__(
-        self, model: torch.nn.Module, name: str, device: torch.device | str, precision: str, batch_size: int
+        self, model: torch.nn.Module, name: str, device: torch.device | str, precision: str, batch_size: int,
+        backend: str = "torch",
     ) -> None:
         device = torch.device(device)
-        _check_precision(precision, device)
+        if backend == "torch":  # an OpenVINO network was compiled for its precision by the loader, which checked it
+            _check_precision(precision, device)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name
         self.device = device
         self.precision = precision
+        #: what runs the network: "torch", or "openvino" (a compiled network: precision is baked in, no autocast)
+        self.backend = backend
         self.batch_size = int(batch_size)
         self.model = model.eval().requires_grad_(False).to(device)
 
@@ -135,6 +139,7 @@ class Restorer:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+            f"backend={self.backend!r}, "
             f"batch_size={self.batch_size}, {self._repr_options()}crop_size={self.crop_size})"
         )
 
@@ -142,7 +147,7 @@ class Restorer:
         raise NotImplementedError
 
     def _forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
-        with autocast(self.precision):
+        with autocast(self.precision if self.backend == "torch" else "fp32", self.device.type):
             y = self._run(x, noise)
         return y.float().clamp_(-1.0, 1.0)
 

@@ -8,8 +8,8 @@ CodeFormer's **fidelity** ``w`` (constructor option ``fidelity``, 0..1, default 
 alone (strongest restoration, may drift from the identity), ``1`` fuses the most of the input's own features
 (closest to the input, keeps more degradation). Values outside [0, 1] are refused.
 
-Precision: ``"fp32"`` everywhere; ``"fp16"``/``"bf16"`` run under CUDA autocast and are CUDA only (refused on the
-CPU with :class:`DeviceError`, as for GFP-GAN). The AdaIN statistics are computed in float32 even then.
+Precision and backend as for GFP-GAN (:mod:`vidrestore.restorers.gfpgan`); the AdaIN statistics are computed in
+float32 even under autocast. With OpenVINO the fidelity is part of the converted graph (and of its cache key).
 
 Licence: ``codeformer.pth`` is NTU S-Lab License 1.0 (non-commercial use only, code and weights; see
 ``vidrestore weights list``).
@@ -54,9 +54,10 @@ class CodeFormerRestorer(Restorer):
         precision: str = "fp32",
         batch_size: int = 8,
         fidelity: float = DEFAULT_FIDELITY,
+        backend: str = "torch",
     ) -> None:
         self.fidelity = check_fidelity(fidelity)
-        super().__init__(model, name, device, precision, batch_size)
+        super().__init__(model, name, device, precision, batch_size, backend)
 
     def _repr_options(self) -> str:
         return f"fidelity={self.fidelity}, "

@@ -4,9 +4,11 @@ Noise: unlike GFPGANer, which draws fresh noise on every call and so makes video
 15 stored noise buffers unless a ``noise`` list is passed (see :meth:`GFPGANRestorer.make_noise`), so the same
 face gives the same output every time.
 
-Precision: ``"fp32"`` everywhere; ``"fp16"`` and ``"bf16"`` run under CUDA autocast and are **CUDA only**. On
-the CPU both are refused with :class:`DeviceError`: fp16 CPU kernels are slow or missing, and bf16 autocast on
-a CPU without AMX is slower than fp32 while less accurate, so there is nothing to gain.
+Precision: ``"fp32"`` everywhere (the exact default); ``"fp16"``/``"bf16"`` under autocast on CUDA (fp16 also on
+MPS); ``"bf16"`` on a CPU with native bf16 (:func:`vidrestore.device.check_precision` refuses the rest in one line).
+
+Backend: ``load_restorer(..., backend=...)`` may swap the torch model for its OpenVINO twin
+(:func:`vidrestore.models.openvino.gfpgan_openvino`, same interface); ``restorer.backend`` says which runs.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ class GFPGANRestorer(Restorer):
         precision: str = "fp32",
         batch_size: int = 8,
         channels_last: bool | None = None,
+        backend: str = "torch",
     ) -> None:
-        super().__init__(model, name, device, precision, batch_size)
+        super().__init__(model, name, device, precision, batch_size, backend)
         # channels_last: default on CUDA (tensor cores want NHWC), off on the CPU: on the shared 2-core test
         # machine bench/restorer.py found no gain at batch 1 and results within the noise at batch 2-4.
         self.channels_last = (self.device.type == "cuda") if channels_last is None else bool(channels_last)

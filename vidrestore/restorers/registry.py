@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 
 from ..device import check_precision as _check_precision
-from ..device import resolve_device
+from ..device import is_openvino_gpu, openvino_device, resolve_device
 from ..errors import CheckpointError, UsageError, WeightsError
 from ..models.checkpoint import clean_state_dict, read_checkpoint
 from .base import Restorer
@@ -94,6 +94,19 @@ def resolve_restorer(
     )
 
 
+def _device_and_backend(
+    device: str | torch.device | None, precision: str, backend: str
+) -> tuple[torch.device, str]:
+    """(torch device, backend that runs) for a loader, checked before any weights are read: ``auto`` is OpenVINO
+    on the CPU (or an Intel ``gpu``) when the extra is installed, else torch (:func:`choose_backend`)."""
+    from ..models.openvino import choose_backend
+
+    chosen = choose_backend(backend, device)
+    dev = resolve_device(device)
+    _check_precision(precision, device if is_openvino_gpu(device) else dev)
+    return dev, chosen
+
+
 def load_restorer(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -102,20 +115,25 @@ def load_restorer(
     weights_dir: str | Path | None = None,
     channels_last: bool | None = None,
     fidelity: float = DEFAULT_FIDELITY,
+    backend: str = "auto",
 ) -> Restorer:
     """Load a face restorer by name (``"gfpgan-1.4"``, ``"gfpgan-1.3"``, ``"codeformer"``, ``"restoreformer"``)
     or from a checkpoint path (GFP-GAN, or a CodeFormer/RestoreFormer file recognised by its keys).
     ``fidelity`` is CodeFormer's ``w`` (0–1; ignored by the others).
 
-    The device and precision are checked before any weights are read. Raises :class:`WeightsError` (unknown
-    name, missing download), :class:`CheckpointError` (missing or unreadable file, wrong architecture) or
-    :class:`DeviceError` (device or precision this machine lacks).
+    ``backend``: ``"torch"``, ``"openvino"`` (CPU or Intel ``gpu``; needs the ``openvino`` extra; the converted
+    network is cached beside the weights) or ``"auto"`` (OpenVINO on the CPU when the extra is installed, else
+    torch). fp32 stays exact either way (OpenVINO is asked for f32: max diff ~1e-5). ``restorer.backend`` says
+    which one runs.
+
+    The device, precision and backend are checked before any weights are read. Raises :class:`WeightsError`
+    (unknown name, missing download), :class:`CheckpointError` (missing or unreadable file, wrong architecture)
+    or :class:`DeviceError` (device, precision or backend this machine lacks).
     """
     if str(name_or_path).lower() in FACE_RESTORER_FILES:
         return load_face_restorer(str(name_or_path).lower(), device, precision, batch_size, weights_dir,
-                                  fidelity=fidelity)
-    dev = resolve_device(device)
-    _check_precision(precision, dev)
+                                  fidelity=fidelity, backend=backend)
+    dev, chosen = _device_and_backend(device, precision, backend)
     arch, name, path = resolve_restorer(name_or_path, weights_dir, _NAMED)
     try:
         model = build_gfpgan(path, dev)
@@ -126,8 +144,14 @@ def load_restorer(
         arch = checkpoint_arch(path)
         if arch == "gfpgan":
             raise
-        return load_face_restorer(path, device, precision, batch_size, weights_dir, fidelity=fidelity, arch=arch)
-    return GFPGANRestorer(model, name if arch else f"gfpgan:{name}", dev, precision, batch_size, channels_last)
+        return load_face_restorer(path, device, precision, batch_size, weights_dir, fidelity=fidelity, arch=arch,
+                                  backend=backend)
+    if chosen == "openvino":
+        from ..models.openvino import gfpgan_openvino
+
+        model = gfpgan_openvino(model, path, openvino_device(device), precision)
+    return GFPGANRestorer(model, name if arch else f"gfpgan:{name}", dev, precision, batch_size, channels_last,
+                          backend=chosen)
 
 
 def load_face_restorer(
@@ -138,19 +162,20 @@ def load_face_restorer(
     weights_dir: str | Path | None = None,
     fidelity: float = DEFAULT_FIDELITY,
     arch: str | None = None,
+    backend: str = "auto",
 ) -> CodeFormerRestorer | RestoreFormerRestorer:
     """Load CodeFormer or RestoreFormer by name (``"codeformer"``, ``"restoreformer"``) or from a checkpoint path.
 
     For a path, ``arch`` (``"codeformer"``/``"restoreformer"``) says which model it must be; ``None`` guesses it
-    from the keys. ``fidelity`` is CodeFormer's ``w`` (ignored by RestoreFormer). The device, precision and
-    fidelity are checked before any weights are read. Raises :class:`WeightsError` (unknown name, missing
+    from the keys. ``fidelity`` is CodeFormer's ``w`` (ignored by RestoreFormer; with OpenVINO it is part of the
+    converted graph and of its cache key). ``backend`` as for :func:`load_restorer`. The device, precision,
+    backend and fidelity are checked before any weights are read. Raises :class:`WeightsError` (unknown name, missing
     download), :class:`CheckpointError` (missing or unreadable file, or not a checkpoint of that model),
     :class:`DeviceError` or :class:`UsageError` (fidelity outside [0, 1], conflicting ``arch``).
     """
     if arch is not None and arch not in FACE_RESTORER_FILES:
         raise UsageError(f"unknown arch {arch!r}; choose one of {', '.join(FACE_RESTORER_FILES)}")
-    dev = resolve_device(device)
-    _check_precision(precision, dev)
+    dev, chosen = _device_and_backend(device, precision, backend)
     w = check_fidelity(fidelity)
     known = {k: v for k, v in _NAMED.items() if k in FACE_RESTORER_FILES}
     found, name, path = resolve_restorer(name_or_path, weights_dir, known, arch)
@@ -162,8 +187,18 @@ def load_face_restorer(
             )
         name = f"{found}:{name}"
     if found == "codeformer":
-        return CodeFormerRestorer(build_codeformer(path, dev), name, dev, precision, batch_size, fidelity=w)
-    return RestoreFormerRestorer(build_restoreformer(path, dev), name, dev, precision, batch_size)
+        model = build_codeformer(path, dev)
+        if chosen == "openvino":
+            from ..models.openvino import codeformer_openvino
+
+            model = codeformer_openvino(model, path, w, openvino_device(device), precision)
+        return CodeFormerRestorer(model, name, dev, precision, batch_size, fidelity=w, backend=chosen)
+    model = build_restoreformer(path, dev)
+    if chosen == "openvino":
+        from ..models.openvino import restoreformer_openvino
+
+        model = restoreformer_openvino(model, path, openvino_device(device), precision)
+    return RestoreFormerRestorer(model, name, dev, precision, batch_size, backend=chosen)
 
 
 def run_weight_files(

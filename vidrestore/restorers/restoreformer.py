@@ -1,8 +1,8 @@
 """RestoreFormer as a restorer (interface: :mod:`vidrestore.restorers.base`).
 
-``noise`` is accepted for interface compatibility and ignored: the model injects no noise. Precision:
-``"fp32"`` everywhere; ``"fp16"``/``"bf16"`` under CUDA autocast, CUDA only; the vector-quantiser distances are
-computed in float32 even then. ``RestoreFormer.pth`` is a GFPGAN release asset (see ``vidrestore weights list``).
+``noise`` is accepted for interface compatibility and ignored: the model injects no noise. Precision and
+backend as for GFP-GAN (:mod:`vidrestore.restorers.gfpgan`); the vector-quantiser distances are computed in
+float32 even under autocast. ``RestoreFormer.pth`` is a GFPGAN release asset (see ``vidrestore weights list``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class RestoreFormerRestorer(Restorer):
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         batch_size: int = 8,
+        backend: str = "torch",
     ) -> None:
-        super().__init__(model, name, device, precision, batch_size)
+        super().__init__(model, name, device, precision, batch_size, backend)
 
     def _run(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
         return self.model(x)

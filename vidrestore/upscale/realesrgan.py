@@ -119,7 +119,7 @@ class RealESRGANUpscaler:
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision):
+        with autocast(self.precision, self.device.type):
             return self.model(x).float()
 
     def _tiled(self, img: torch.Tensor, tile: int) -> torch.Tensor:
