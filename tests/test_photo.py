@@ -341,3 +341,135 @@ def test_cli_photo_door_one_line_errors(tmp_path, astronaut):
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "p_restored.jpg").is_file()
+
+
+def _three_page_tiff(path: Path, astronaut: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray | None], bytes]:
+    """A 3-page TIFF made by Pillow, each page with its own DPI and description, the second with an ICC profile:
+    the astronaut, the astronaut shifted, and a greyscale copy. Returns the pages, their offsets and the ICC."""
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    shifted = np.ascontiguousarray(astronaut[40:, 30:])
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    first, *rest = [Image.fromarray(a) for a in (astronaut, shifted, grey)]
+    rest[0].encoderinfo = {"dpi": (200, 200), "description": "page 2", "icc_profile": icc, "compression": "tiff_lzw"}
+    rest[1].encoderinfo = {"dpi": (300, 300), "description": "page 3", "compression": "tiff_lzw"}
+    first.save(path, save_all=True, append_images=rest, dpi=(100, 100), description="page 1", compression="tiff_lzw")
+    return [astronaut, shifted, grey], [np.zeros(2), np.array([30, 40]), np.zeros(2)], icc
+
+
+def test_multipage_tiff_first_page_by_default_or_every_page(tmp_path, astronaut, true_landmarks, detector):
+    src = tmp_path / "album.tif"
+    pages, offsets, icc = _three_page_tiff(src, astronaut)
+    before = src.read_bytes()
+    first = restore(src, tmp_path / "first.tif", detector)
+    assert first.faces == 1 and first.report["pages"] == 1
+    assert any("3 pages" in n and "2 left out" in n and "--pages all" in n for n in first.notices)
+    with Image.open(tmp_path / "first.tif") as im:
+        assert getattr(im, "n_frames", 1) == 1
+    with pytest.raises(UsageError, match="multi-page TIFF"):
+        restore(src, tmp_path / "all.png", detector, pages="all")
+    stats = restore(src, tmp_path / "all.tif", detector, pages="all", save_faces=str(tmp_path / "faces"))
+    assert stats.faces == 3 and stats.frames == 3 and stats.report["pages"] == 3 and src.read_bytes() == before
+    assert not any("left out" in n for n in stats.notices)
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [
+        f"album_page{i}_face00_{k}.png" for i in (1, 2, 3) for k in ("crop", "restored")]
+    with Image.open(tmp_path / "all.tif") as im:
+        assert im.n_frames == 3
+        for i, (page, offset) in enumerate(zip(pages, offsets)):
+            im.seek(i)
+            tags = im.tag_v2  # each page's own metadata
+            assert tags[270] == f"page {i + 1}" and float(tags[282]) == 100 * (i + 1) and tags.get(296, 2) == 2
+            assert (tags.get(34675) == icc) if i == 1 else 34675 not in tags
+            out = np.asarray(im.convert("RGB") if i < 2 else im)
+            assert out.shape[:2] == page.shape[:2] and (im.mode == "L") == (i == 2)
+            nose = nose_of(true_landmarks - offset)
+            if i < 2:
+                assert np.linalg.norm(mark_centre(out, nose) - nose) < 6
+            else:  # the greyscale page stays grey: the dot is there in grey (luma of magenta: 105)
+                n = nose.round().astype(int)
+                assert abs(int(out[n[1], n[0]]) - 105) < 12
+            far = (out.astype(int) - page.astype(int))[-100:]  # below the face's crop: untouched, losslessly kept
+            assert np.abs(far).max() == 0
+
+
+def test_cli_pages_all_writes_every_page(tmp_path, astronaut):
+    src = tmp_path / "album.tif"
+    pages, _, icc = _three_page_tiff(src, astronaut)
+    r = subprocess.run([sys.executable, "-m", "vidrestore", str(src), "--model", "none", "--pages", "all", "-o",
+                        str(tmp_path / "out.tif")], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "out.tif") as im:
+        assert im.n_frames == 3
+        for i, page in enumerate(pages):
+            im.seek(i)
+            assert np.array_equal(np.asarray(im), page) and im.tag_v2[270] == f"page {i + 1}"
+    r = subprocess.run([sys.executable, "-m", "vidrestore", str(src), "--model", "none", "-o",
+                        str(tmp_path / "one.tif")], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "3 pages" in r.stderr and "2 left out" in r.stderr
+
+
+def test_16bit_colour_tiff_keeps_icc_exif_and_dpi(tmp_path, astronaut, true_landmarks, detector):
+    import tifffile
+
+    from vidrestore.media.image import Picture, write_image
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    a16 = (astronaut.astype(np.uint16) * 257 + 77).astype(np.uint16)
+    src = tmp_path / "scan16.tif"  # made by another writer (tifffile): ICC, DPI and IFD0's camera tags
+    tifffile.imwrite(src, a16, photometric="rgb", compression="zlib", iccprofile=icc, resolution=(1200, 1200),
+                     resolutionunit="INCH", metadata=None,
+                     extratags=[(271, "s", 0, "Epson", True), (306, "s", 0, "1998:03:01 09:00:00", True)])
+    stats = restore(src, tmp_path / "out.tif", detector)
+    assert stats.faces == 1 and stats.report["bits"] == 16
+    assert not any("without" in n for n in stats.notices)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tf:  # read back by a reader other than ours
+        page = tf.pages[0]
+        out = page.asarray()
+        assert out.dtype == np.uint16 and out.shape == a16.shape
+        assert page.tags[34675].value == icc
+        assert page.tags[282].value == (1200, 1) and page.tags[296].value == 2
+        assert page.tags[271].value == "Epson" and page.tags[306].value == "1998:03:01 09:00:00"
+    assert np.array_equal(out[-100:], a16[-100:])  # 16-bit detail kept outside the face's crop
+    nose = nose_of(true_landmarks).round().astype(int)
+    assert np.abs(out[nose[1], nose[0]].astype(int) - np.array([255, 0, 255]) * 257).max() < 2 * 257
+    # the Exif and GPS sub-IFDs (date taken, position) are written too, with an alpha channel kept at 16 bit
+    alpha = np.tile(np.linspace(0, 65535, 512).astype(np.uint16), (512, 1))
+    write_image(tmp_path / "exif16.tif", Picture(rgb=a16, alpha=alpha, exif=exif_with(1), icc=icc, dpi=(600, 600)))
+    back = read_image(tmp_path / "exif16.tif")
+    assert np.array_equal(back.rgb, a16) and np.array_equal(back.alpha, alpha)
+    assert back.icc == icc and back.dpi == (600, 600)
+    with Image.open(tmp_path / "exif16.tif") as im:
+        ex = im.getexif()
+        assert ex[0x010F] == "Kodak" and ex.get_ifd(0x8769)[0x9003] == "1962:07:14 10:30:00"
+        assert ex.get_ifd(0x8825)[1] == "N"
+
+
+def _heif():
+    pillow_heif = pytest.importorskip("pillow_heif", reason="HEIC needs the heif extra: pip install -e '.[heif]'")
+    if not pillow_heif.libheif_info().get("HEIF"):
+        pytest.skip("this pillow-heif wheel has no HEIF (x265) encoder")
+    pillow_heif.register_heif_opener()
+    return pillow_heif
+
+
+def test_heic_restored_keeping_exif_and_icc(tmp_path, astronaut, true_landmarks, detector):
+    _heif()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "phone.heic"
+    Image.fromarray(astronaut).save(src, quality=90, exif=exif_with(1), icc_profile=icc)
+    before = src.read_bytes()
+    stats = restore(src, None, detector)  # fakes through the API: where the face went
+    assert stats.faces == 1 and src.read_bytes() == before
+    with Image.open(tmp_path / "phone_restored.heic") as im:
+        assert im.format == "HEIF" and im.info["icc_profile"] == icc
+        ex = im.getexif()
+        assert ex[0x010F] == "Kodak" and ex.get_ifd(0x8769)[0x9003] == "1962:07:14 10:30:00"
+        out = np.asarray(im.convert("RGB"))
+    nose = nose_of(true_landmarks)
+    assert np.linalg.norm(mark_centre(out, nose) - nose) < 6
+    r = subprocess.run([sys.executable, "-m", "vidrestore", str(src), "--model", "none", "-o",
+                        str(tmp_path / "cli.heic")], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "cli.heic") as im:  # the CLI door: readable, EXIF and ICC kept
+        assert im.size == (512, 512) and im.info["icc_profile"] == icc
+        assert im.getexif().get_ifd(0x8769)[0x9003] == "1962:07:14 10:30:00"
+        assert np.abs(np.asarray(im.convert("RGB")).astype(int) - astronaut).mean() < 4

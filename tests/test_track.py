@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from vidrestore.faces.face import Face
-from vidrestore.faces.cut import DEFAULT_CUT_THRESHOLD, is_scene_cut, scene_cut_score, small_grey
+from vidrestore.faces.cut import (
+    DEFAULT_CUT_THRESHOLD,
+    is_scene_cut,
+    motion_compensated_score,
+    scene_cut_score,
+    small_grey,
+)
 from vidrestore.faces.motion import TrackerOptions
 from vidrestore.faces.report import RunningJitter, landmark_jitter, mean_offset
 from vidrestore.faces.smooth import FixedLagSmoother
@@ -296,6 +302,20 @@ def test_scene_cut_fires_on_a_cut_and_not_on_smooth_motion():
     moving = np.abs(small_grey(a[:, 7:647]) - small_grey(a[:, :640])).mean()
     cut = np.abs(small_grey(b[:, :640]) - small_grey(a[:, :640])).mean()
     assert moving > cut / 3
+
+
+def test_fast_pans_are_explained_by_motion_and_cuts_are_not():
+    """Pans of 2–3.5 thumbnail pixels a frame (20–35 px of a 640-wide frame) pass scene_cut_score's threshold, but
+    the motion-compensated second test explains them; the hardest cut (same statistics) fails both."""
+    a, b = _scene(1, w=1300), _scene(2, w=1300)
+    for speed in (25, 30, 35):
+        frames = [shot[:, speed * i : speed * i + 640] for shot in (a, b) for i in range(8)]
+        thumbs = [small_grey(f) for f in frames]
+        pairs = list(zip(thumbs[:-1], thumbs[1:]))
+        assert max(scene_cut_score(p, q) for p, q in pairs) > DEFAULT_CUT_THRESHOLD  # the first test alone would cut
+        mc = [motion_compensated_score(p, q) for p, q in pairs]
+        assert max(s for i, s in enumerate(mc) if i != 7) < 0.6 * mc[7], (speed, np.round(mc, 4))
+        assert [is_scene_cut(p, q) for p, q in pairs] == [i == 7 for i in range(15)], speed
 
 
 def test_small_grey_is_an_area_mean():

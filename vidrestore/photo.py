@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import MediaError, OutputError, UsageError
-from .media.image import Picture, image_format, read_image, to_8bit, write_image
+from .media.image import Picture, image_format, read_image, to_8bit, write_image, write_pages
 from .media.source import Frame
 from .options import RestoreOptions
 from .pipeline import RestoreStats, build_stage
@@ -49,12 +49,15 @@ class PhotoOptions:
     quality: int | None = None  # JPEG/WebP quality (default: a JPEG's own tables; 95 otherwise)
     detect_max_side: int | None = 2048  # detect on a copy at most this large (None: the full picture)
     keep_tone: bool = True  # greyscale/sepia photos keep their tone
+    pages: str = "first"  # a multi-page TIFF: restore the "first" page only, or "all" (written as a multi-page TIFF)
 
     def __post_init__(self) -> None:
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100, got {self.quality}")
         if self.detect_max_side is not None and self.detect_max_side < 64:
             raise UsageError(f"--detect-max-side must be at least 64 pixels, got {self.detect_max_side}")
+        if self.pages not in ("first", "all"):
+            raise UsageError(f"--pages must be 'first' or 'all', got {self.pages!r}")
 
 
 # -- tone ----------------------------------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def restore_image(
     ``restorer=`` / ``detector=`` are objects (``restore(faces)`` / ``detect(frames)``) or, for ``detector``, a
     name or checkpoint path, as for ``restore_video``. Other keywords are ``RestoreOptions`` fields
     (``model=``, ``strength=``, ``upscale=``, ``min_face=``, ``only_center_face=``, ``compare=PATH``...) or
-    :class:`PhotoOptions` fields (``aligned=``, ``save_faces=``, ``quality=``, ``detect_max_side=``).
+    :class:`PhotoOptions` fields (``aligned=``, ``save_faces=``, ``quality=``, ``detect_max_side=``, ``pages=``).
     """
     if restorer is not None:
         overrides["restorer"] = restorer
@@ -201,22 +204,60 @@ def restore_image(
     pic = read_image(src_path)
     if pic.truncated:
         note(f"warning: {src_path.name} is truncated: everything that decodes was restored (the rest is grey)")
-    if pic.pages > 1:
-        note(f"notice: {src_path.name} has {pic.pages} pages; the first was restored")
+    n = pic.pages if photo.pages == "all" else 1
+    if pic.pages > 1 and n == 1:
+        note(f"notice: {src_path.name} has {pic.pages} pages; only the first was restored and written, "
+             f"{pic.pages - 1} left out (--pages all restores every page)")
+    if n > 1 and image_format(dst_path) != "TIFF":
+        raise UsageError(f"--pages all writes a multi-page TIFF: use a .tif output, not {dst_path.suffix}")
     h, w = pic.rgb.shape[:2]
-    if min(h, w) < MIN_SIDE:
+    if n == 1 and min(h, w) < MIN_SIDE:
         note(f"notice: {src_path.name} is {w}x{h} px, too small to hold a face: copied through unchanged")
         _copy_through(src_path, dst_path, pic, photo, note)
     else:
-        out = _restore_picture(pic, options, photo, stats, note)
-        write_image(dst_path, out, quality=photo.quality, notice=note)
+        befores, outs = _restore_pages(src_path, pic, n, options, photo, stats, note)
+        write_pages(dst_path, outs, quality=photo.quality, notice=note)
         if compare is not None:
-            write_image(compare, _side_by_side(pic, out), quality=photo.quality, notice=note)
-    stats.frames = 1
+            sides = [_side_by_side(b, o) for b, o in zip(befores, outs)]
+            if len(sides) > 1 and image_format(compare) != "TIFF":
+                note(f"notice: the comparison image {compare.name} shows the first page only (write .tif for all)")
+                sides = sides[:1]
+            write_pages(compare, sides, quality=photo.quality, notice=note)
+    stats.frames = n
     stats.seconds = time.perf_counter() - started
     stats.report.update({"width": w, "height": h, "bits": pic.bits, "orientation": pic.orientation,
-                         "format": pic.format, "faces": stats.faces})
+                         "format": pic.format, "faces": stats.faces, "pages": n})
     return stats
+
+
+def _restore_pages(src: Path, first: Picture, n: int, options: RestoreOptions, photo: PhotoOptions,
+                   stats: RestoreStats, note: Callable[[str], None]) -> tuple[list[Picture], list[Picture]]:
+    """The first ``n`` pages (``first`` is page 0) as read and as restored; several pages share the models loaded
+    once, each gets a stage of its own (no track carried from page to page); pages too small for a face are kept."""
+    if n == 1:
+        return [first], [_restore_picture(first, options, photo, stats, note)]
+    from .pipeline.build import build_models
+
+    models = build_models(_stage_options(options, photo))
+    ready = {f.name: getattr(models, f.name) for f in fields(models) if f.name != "device"}
+    if models.restorer is not None:
+        options = replace(options, extra={**options.extra, **{k: v for k, v in ready.items() if v is not None}})
+    elif models.upscaler is not None:
+        options = replace(options, extra={**options.extra, "upscaler": models.upscaler})
+    befores, outs, faces = [], [], 0
+    for i in range(n):
+        pic = first if i == 0 else read_image(src, i)
+        h, w = pic.rgb.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            note(f"notice: page {i + 1} of {src.name} is {w}x{h} px, too small to hold a face: kept unchanged")
+            befores.append(pic)
+            outs.append(pic)
+            continue
+        befores.append(pic)
+        outs.append(_restore_picture(pic, options, photo, stats, note, stem=f"{src.stem}_page{i + 1}"))
+        faces += stats.faces
+    stats.faces = stats.tracks = faces
+    return befores, outs
 
 
 def _copy_through(src: Path, dst: Path, pic: Picture, photo: PhotoOptions, note: Callable[[str], None]) -> None:
@@ -238,7 +279,7 @@ def _stage_options(options: RestoreOptions, photo: PhotoOptions) -> RestoreOptio
 
 
 def _restore_picture(pic: Picture, options: RestoreOptions, photo: PhotoOptions, stats: RestoreStats,
-                     note: Callable[[str], None]) -> Picture:
+                     note: Callable[[str], None], stem: str | None = None) -> Picture:
     rgb8 = to_8bit(pic.rgb)
     tone = GREY if pic.grey else detect_tone(rgb8)
     stage = build_stage(_stage_options(options, photo), stats, note)
@@ -261,7 +302,7 @@ def _restore_picture(pic: Picture, options: RestoreOptions, photo: PhotoOptions,
     if report is not None:
         stats.report = report.as_dict()
     if wrapper is not None and wrapper.kept is not None:
-        _save_faces(Path(photo.save_faces), stats.input.stem, wrapper.kept, stats.faces)
+        _save_faces(Path(photo.save_faces), stem or stats.input.stem, wrapper.kept, stats.faces)
     return _merge(pic, rgb8, out8)
 
 

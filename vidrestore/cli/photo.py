@@ -37,6 +37,9 @@ def build_parser(prog: str = "vidrestore") -> argparse.ArgumentParser:
     p.add_argument("--detect-max-side", type=int, default=2048, metavar="PX",
                    help="search for faces on a copy at most PX large (large scans; faces are still aligned from "
                         "the full picture; default 2048)")
+    p.add_argument("--pages", choices=("first", "all"), default="first",
+                   help="a multi-page TIFF: restore the first page only (default; a notice says how many were "
+                        "left) or all of them, written as a multi-page TIFF keeping each page's metadata")
     p.add_argument("--keep-colour", action="store_true",
                    help="let restored faces be coloured in a greyscale/sepia photo (default: keep its tone)")
     add_face_arguments(p)
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     stats = restore_image(
         args.input, args.output, options=restore_options(args), notice=_stderr, quality=args.quality,
         aligned=args.aligned, save_faces=str(args.save_faces) if args.save_faces else None,
-        detect_max_side=args.detect_max_side, keep_tone=not args.keep_colour,
+        detect_max_side=args.detect_max_side, keep_tone=not args.keep_colour, pages=args.pages,
     )
     if not args.quiet:
         print(f"restored {stats.faces} face(s) in {stats.seconds:.1f} s -> {stats.output}")

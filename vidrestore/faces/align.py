@@ -12,6 +12,11 @@ estimated in square-pixel (display) space, on the landmarks mapped by ``x -> sar
 takes stored pixels straight to the crop and the face is not squashed; its inverse pastes back into the
 stored geometry.
 
+``fit="lstsq"`` (every function that estimates) takes the closed-form least-squares similarity instead of LMEDS:
+the tracked video stage uses it on its smoothed landmarks, where LMEDS's choice of inlier landmarks changing from
+frame to frame would add jitter the smoothing removed (bench/stability.py: rotation jitter 0.63× → ~0.4× of raw).
+The default stays facexlib's LMEDS (photos, ``--aligned``, parity tests).
+
 Paste-back of restored faces is :mod:`vidrestore.faces.paste`.
 """
 
@@ -25,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "BORDER_VALUE_RGB",
+    "FITS",
     "FACE_SIZE",
     "FFHQ_TEMPLATE_512",
     "align_face",
@@ -38,6 +44,9 @@ __all__ = [
 ]
 
 FACE_SIZE = 512
+
+#: Similarity fits: facexlib's ``"lmeds"`` (OpenCV LMEDS, the default) or ``"lstsq"`` (closed-form least squares).
+FITS = ("lmeds", "lstsq")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -90,7 +99,8 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
 def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Closed-form least-squares 4-DOF similarity (rotation, uniform scale, translation) src -> dst.
 
-    Used only when OpenCV's LMEDS estimate fails; on the astronaut it differs from LMEDS by < 2e-5.
+    The tracked video stage's fit on smoothed landmarks (``fit="lstsq"``), and the fallback when OpenCV's LMEDS
+    estimate fails; on the astronaut's reference landmarks it differs from LMEDS by < 2e-5.
     Raises ``ValueError`` when the source points are all identical.
     """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
@@ -107,19 +117,24 @@ def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.concatenate([lin, t[:, None]], axis=1)
 
 
-def estimate_affine(landmarks5: np.ndarray, template: np.ndarray = FFHQ_TEMPLATE_512) -> np.ndarray:
+def estimate_affine(landmarks5: np.ndarray, template: np.ndarray = FFHQ_TEMPLATE_512, fit: str = "lmeds") -> np.ndarray:
     """The (2, 3) float64 similarity taking ``landmarks5`` onto ``template``, exactly as facexlib.
 
     ``cv2.estimateAffinePartial2D(landmarks, template, method=cv2.LMEDS)`` (OpenCV converts both point
     sets to float32 and seeds its RNG, so this is deterministic). Falls back to the least-squares
-    similarity if OpenCV returns no model.
+    similarity if OpenCV returns no model. ``fit="lstsq"``: the least-squares similarity (of the float64
+    landmarks) always.
     """
+    if fit not in FITS:
+        raise ValueError(f"unknown similarity fit {fit!r} (expected one of {FITS})")
     lm = np.asarray(landmarks5, dtype=np.float32).reshape(-1, 2)
     tp = np.asarray(template, dtype=np.float64).reshape(-1, 2)
     if lm.shape != tp.shape:
         raise ValueError(f"landmarks shape {lm.shape} does not match template shape {tp.shape}")
     if not np.isfinite(lm).all():
         raise ValueError("landmarks contain NaN or infinity")
+    if fit == "lstsq":
+        return similarity_lstsq(np.asarray(landmarks5, dtype=np.float64).reshape(-1, 2), tp)
     m, _ = cv2.estimateAffinePartial2D(lm, tp, method=cv2.LMEDS)
     if m is None:
         return similarity_lstsq(lm, tp)
@@ -138,17 +153,18 @@ def compose_sar(m_display: np.ndarray, sar: float) -> np.ndarray:
     return m @ to_display
 
 
-def sar_affine(landmarks: np.ndarray, sar: float = 1.0, template: np.ndarray = FFHQ_TEMPLATE_512) -> np.ndarray:
+def sar_affine(landmarks: np.ndarray, sar: float = 1.0, template: np.ndarray = FFHQ_TEMPLATE_512,
+               fit: str = "lmeds") -> np.ndarray:
     """The image → crop similarity for five landmarks in stored pixels of a frame with sample aspect ratio
     ``sar`` (estimated in display space, see the module docstring); what :func:`align_face` warps with."""
     if not (math.isfinite(sar) and sar > 0):
         raise ValueError(f"sample aspect ratio must be a positive number, got {sar!r}")
     lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
     if sar == 1.0:
-        return estimate_affine(lm, template)
+        return estimate_affine(lm, template, fit)
     display = lm.copy()
     display[:, 0] = sar * lm[:, 0] + 0.5 * (sar - 1.0)
-    return compose_sar(estimate_affine(display, template), sar)
+    return compose_sar(estimate_affine(display, template, fit), sar)
 
 
 def paste_affine(affine: np.ndarray, upscale: int = 1) -> np.ndarray:
@@ -175,16 +191,18 @@ def align_face(
     *,
     template: np.ndarray = FFHQ_TEMPLATE_512,
     face_size: int = FACE_SIZE,
+    fit: str = "lmeds",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp one face of an RGB frame (H, W, 3) to the FFHQ crop.
 
     Returns ``(crop (face_size, face_size, 3) of frame's dtype, affine (2, 3) float64 stored -> crop)``.
-    ``landmarks`` (5, 2) are in stored pixels; ``sar`` is the sample aspect ratio (num/den).
+    ``landmarks`` (5, 2) are in stored pixels; ``sar`` is the sample aspect ratio (num/den); ``fit``: the
+    similarity fit (see :data:`FITS`; facexlib's LMEDS by default).
     """
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected an RGB frame of shape (H, W, 3), got {frame.shape}")
-    m = sar_affine(landmarks, sar, template)
+    m = sar_affine(landmarks, sar, template, fit)
     crop = cv2.warpAffine(
         frame,
         m,

@@ -34,7 +34,7 @@ import torch
 
 from ..media.source import Frame
 from .temporal import TemporalBlender, TemporalOptions, TrackNoise
-from .align import align_face, invert_affine
+from .align import FITS, align_face, invert_affine
 from .paste import paste_faces
 from .face import Face
 from .prefetch import DetectAhead
@@ -44,7 +44,7 @@ from .motion import TrackerOptions
 from .report import FaceReport, FlickerMeter
 from .smooth import FixedLagSmoother
 
-__all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer", "tracker_options"]
+__all__ = ["FaceOptions", "FaceStage", "FaceReport", "Detector", "Restorer", "alignment_fit", "tracker_options"]
 
 
 def upscaled_paste_affine(affine: np.ndarray, s: int) -> np.ndarray:
@@ -69,6 +69,16 @@ def tracker_options(options: FaceOptions) -> TrackerOptions:
         return TrackerOptions(causal=True, min_hits=min_hits)
     return TrackerOptions(lag=options.lag, motion="acceleration", jerk_noise=0.002, maneuver_gate=25.0,
                           min_hits=min_hits)
+
+
+def alignment_fit(options: FaceOptions) -> str:
+    """The similarity fit the stage aligns with (``options.align_fit``, or by default): least squares on the
+    fixed-lag smoother's landmarks (files: outliers are already filtered, and LMEDS's inlier choice flipping from frame
+    to frame added jitter — bench/stability.py, rotation 0.63× → ~0.4× of raw); facexlib's LMEDS when causal
+    (photos, for parity with GFPGAN; live)."""
+    if options.align_fit is not None:
+        return options.align_fit
+    return "lmeds" if options.causal else "lstsq"
 
 
 class Detector(Protocol):
@@ -129,6 +139,7 @@ class FaceOptions:
     min_hits: int | None = None  # detections that confirm a track (None: 2, or 1 with detect_every > 1); photos: 1
     detect_max_side: int | None = None  # detect on a copy downscaled to this larger side (large scans); None: as is
     detect_ahead: int = 1  # chunks detected in a worker thread ahead of restoration (0: in line; faces/prefetch.py)
+    align_fit: str | None = None  # "lmeds" | "lstsq"; None: see alignment_fit (lstsq for the smoothed video stage)
 
     def __post_init__(self) -> None:
         from ..errors import UsageError
@@ -145,6 +156,8 @@ class FaceOptions:
             raise UsageError(f"parse_every must be at least 1, got {self.parse_every}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise UsageError(f"micro_batch must be at least 1, got {self.micro_batch}")
+        if self.align_fit is not None and self.align_fit not in FITS:
+            raise UsageError(f"align_fit must be one of {', '.join(FITS)}, got {self.align_fit!r}")
 
 
 @dataclass
@@ -284,8 +297,9 @@ class FaceStage:
             return
         crops = np.empty((len(faces), 512, 512, 3), np.uint8)
         affines = np.empty((len(faces), 2, 3), np.float64)
+        fit = alignment_fit(self.options)
         for k, face in enumerate(faces):
-            crops[k], affines[k] = align_face(frame.rgb, face.landmarks, self.options.sar)
+            crops[k], affines[k] = align_face(frame.rgb, face.landmarks, self.options.sar, fit=fit)
         self._queue.append(_Pending(frame, faces, crops, affines))
         batch = self.options.batch_size
         if len(self._queue) >= batch or sum(len(p.faces) for p in self._queue) >= batch:

@@ -8,8 +8,11 @@ chroma subsampling (the output's quality matches the source's), a TIFF's compres
 as far as its data goes (the rest grey) and says so.
 
 Write (:func:`write_image`): atomically (a temporary file beside the destination, renamed when complete), in
-the format of the destination's extension. What a format cannot hold (alpha in JPEG, 16 bit in JPEG/WebP, an ICC
-profile in a 16-bit colour TIFF) is dropped with a notice, never silently.
+the format of the destination's extension. What a format cannot hold (alpha in JPEG, 16 bit in JPEG/WebP) is
+dropped with a notice, never silently. Pillow writes no 16-bit colour TIFF and no per-page metadata in a multi-page
+one: those TIFFs are laid out here (:func:`encode_tiff`), each page's tags (EXIF with its Exif/GPS sub-IFDs, ICC,
+DPI) serialised by Pillow's own IFD writer, pixels deflate-compressed with the horizontal predictor (lossless; an
+LZW source comes back deflate-compressed).
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from ..errors import MediaError, OutputError
 from ..util import write_atomic
 
-__all__ = ["IMAGE_FORMATS", "Picture", "image_format", "is_image_path", "orient", "read_image",
-           "reset_orientation", "to_8bit", "write_image"]
+__all__ = ["IMAGE_FORMATS", "Picture", "encode_tiff", "image_format", "is_image_path", "orient", "read_image",
+           "reset_orientation", "to_8bit", "write_image", "write_pages"]
 
 #: Extension → Pillow format name of the still images vidrestore restores.
 IMAGE_FORMATS = {
@@ -219,6 +222,20 @@ def _load(im: Image.Image, path: Path) -> tuple[Image.Image, bool]:
     return fixed, True
 
 
+def _page_info(im: Image.Image) -> tuple[bytes | None, Any]:
+    """(ICC profile, DPI) of the current page; a TIFF's from its own tags (Pillow's ``info`` keeps earlier pages')."""
+    if im.format != "TIFF":
+        return im.info.get("icc_profile") or None, im.info.get("dpi")
+    tags = im.tag_v2
+    icc = tags.get(34675)
+    x, y, unit = tags.get(282), tags.get(283), tags.get(296, 2)
+    dpi = None
+    if x and y and unit in (2, 3):
+        scale = 2.54 if unit == 3 else 1.0
+        dpi = (float(x) * scale, float(y) * scale)
+    return (bytes(icc) if icc else None), dpi
+
+
 def read_image(path: str | Path, page: int = 0) -> Picture:
     """The photo at ``path`` (page ``page`` of a multi-page TIFF), upright, with what its file carries."""
     path = Path(path)
@@ -242,10 +259,10 @@ def read_image(path: str | Path, page: int = 0) -> Picture:
         elif im.format == "TIFF":
             comp = im.info.get("compression", "raw")
             save = {"compression": comp if comp in _TIFF_COMPRESSIONS else "tiff_lzw"}
-        dpi = im.info.get("dpi")
+        icc, dpi = _page_info(im)
         return Picture(
             rgb=orient(rgb, orientation), alpha=None if alpha is None else orient(alpha, orientation), grey=grey,
-            format=im.format or "PNG", exif=_exif_of(im), icc=im.info.get("icc_profile") or None,
+            format=im.format or "PNG", exif=_exif_of(im), icc=icc,
             dpi=(float(dpi[0]), float(dpi[1])) if dpi else None, orientation=orientation, pages=pages,
             truncated=truncated, save=save,
         )
@@ -286,19 +303,58 @@ def _png16(pic: Picture) -> bytes:
     return data[:end_ihdr] + extra + data[end_ihdr:]
 
 
-def _tiff16(pic: Picture, notice: Notice) -> bytes:
-    a = pic.rgb[..., ::-1] if pic.alpha is None else np.dstack([pic.rgb[..., ::-1], pic.alpha])
-    params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]  # LZW
+def _tiff_ifd(pic: Picture) -> tuple[TiffImagePlugin.ImageFileDirectory_v2, bytes]:
+    """One page's tags and its strips (deflate, horizontal predictor); strip offsets relative to the strips' start."""
+    planes = [luma(pic.rgb)[..., None] if pic.grey else pic.rgb]
+    if pic.alpha is not None:
+        planes.append(pic.alpha.astype(pic.rgb.dtype)[..., None])
+    a = np.concatenate(planes, axis=2)
+    h, w, spp = a.shape
+    diff = a.astype(a.dtype.newbyteorder("<"))
+    diff[:, 1:] -= a[:, :-1]  # predictor 2: each sample minus its left neighbour, modulo 2**bits
+    rows = max(1, (1 << 18) // (w * spp * a.itemsize))
+    strips = [zlib.compress(diff[y:y + rows].tobytes(), 6) for y in range(0, h, rows)]
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    if pic.exif:
+        exif = Image.Exif()
+        exif.load(pic.exif)
+        for tag, value in exif.items():
+            if tag in _TIFF_EXIF_TAGS or tag == _ORIENTATION:
+                ifd[tag] = value
+        for sub in (0x8769, 0x8825):  # the Exif and GPS sub-IFDs (date taken, camera settings, position)
+            found = {k: v for k, v in exif.get_ifd(sub).items() if k != 0xA005}  # no stale interop offset
+            if found:
+                ifd[sub] = found
+                ifd.tagtype[sub] = 4
+    ifd[256], ifd[257], ifd[258] = w, h, (8 * a.itemsize,) * spp
+    ifd[259], ifd[262], ifd[277], ifd[278], ifd[284], ifd[317] = 8, 1 if pic.grey else 2, spp, rows, 1, 2
+    if pic.alpha is not None:
+        ifd[338] = 2  # unassociated alpha
+    ifd[273] = tuple(int(x) for x in np.cumsum([0] + [len(s) for s in strips[:-1]]))
+    ifd[279] = tuple(len(s) for s in strips)
+    ifd.tagtype[273] = ifd.tagtype[279] = 4
     if pic.dpi:
-        params += [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, round(pic.dpi[0]),
-                   cv2.IMWRITE_TIFF_YDPI, round(pic.dpi[1])]
-    lost = [name for name, v in (("ICC profile", pic.icc), ("EXIF", pic.exif)) if v]
-    if lost:
-        notice(f"notice: a 16-bit colour TIFF is written without its {' and '.join(lost)} (not supported yet)")
-    ok, data = cv2.imencode(".tiff", np.ascontiguousarray(a), params)
-    if not ok:
-        raise OutputError("the 16-bit TIFF could not be encoded")
-    return data.tobytes()
+        ifd[282], ifd[283], ifd[296] = float(pic.dpi[0]), float(pic.dpi[1]), 2
+    if pic.icc:
+        ifd[34675] = pic.icc
+    return ifd, b"".join(strips)
+
+
+def encode_tiff(pages: list[Picture]) -> bytes:
+    """A (multi-page) little-endian TIFF of ``pages``, each with its own EXIF, ICC profile and DPI, at 8 or 16 bit."""
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")
+    link = 4  # where the offset of the next page's IFD goes
+    for pic in pages:
+        if len(out) % 2:
+            out += b"\x00"
+        at = len(out)
+        out[link:link + 4] = struct.pack("<I", at)
+        ifd, strips = _tiff_ifd(pic)
+        data = ifd.tobytes(at)
+        (count,) = struct.unpack("<H", data[:2])
+        link = at + 2 + 12 * count
+        out += data + strips
+    return bytes(out)
 
 
 def _pil_image(pic: Picture) -> Image.Image:
@@ -345,8 +401,10 @@ def encode_image(pic: Picture, fmt: str, quality: int | None = None, notice: Not
         notice(f"notice: {fmt} holds 8 bits per channel: the 16-bit picture is written at 8 bit")
         pic = pic.with_pixels(to_8bit(pic.rgb), None if pic.alpha is None else to_8bit(pic.alpha))
     if pic.bits == 16 and not pic.grey:
-        return _png16(pic) if fmt == "PNG" else _tiff16(pic, notice)
+        return _png16(pic) if fmt == "PNG" else encode_tiff([pic])
     if pic.bits == 16 and pic.alpha is not None:
+        if fmt == "TIFF":
+            return encode_tiff([pic])
         notice("notice: a 16-bit greyscale picture's alpha channel is not kept")
     if fmt == "HEIF":
         _register_heif()
@@ -364,5 +422,19 @@ def write_image(path: str | Path, pic: Picture, *, quality: int | None = None, n
     data = encode_image(pic, image_format(path), quality, notice)
     try:
         write_atomic(path, data, fsync=False)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_pages(path: str | Path, pages: list[Picture], *, quality: int | None = None,
+                notice: Notice = lambda _m: None) -> None:
+    """Write ``pages`` to ``path`` atomically: one picture in any format, several only as a multi-page TIFF."""
+    path = Path(path)
+    if len(pages) == 1:
+        return write_image(path, pages[0], quality=quality, notice=notice)
+    if image_format(path) != "TIFF":
+        raise OutputError(f"{path}: only a TIFF holds several pages; write .tif")
+    try:
+        write_atomic(path, encode_tiff(pages), fsync=False)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
