@@ -149,7 +149,7 @@ def psnr_table(crf: int = 18) -> None:
             src = make_format(tmp / f"{name}{f.ext}", f)
             ref = decode(src)
             base = psnr(ref, decode(ffmpeg_baseline(src, tmp / f"{name}_base.mkv", crf)))
-            for ext in (".mkv", ".mp4"):
+            for ext in (".mkv", ".mp4", ".mov"):
                 out = tmp / f"{name}_ours{ext}"
                 try:
                     restore_video(src, out, model="none", crf=crf, overwrite=True, notice=lambda _m: None)

@@ -10,7 +10,7 @@ as far as its data goes (the rest grey) and says so.
 Write (:func:`write_image`): atomically (a temporary file beside the destination, renamed when complete), in
 the format of the destination's extension. What a format cannot hold (alpha in JPEG, 16 bit in JPEG/WebP) is
 dropped with a notice, never silently. Pillow writes no 16-bit colour TIFF and no per-page metadata in a multi-page
-one: those TIFFs are laid out here (:func:`encode_tiff`), each page's tags (EXIF with its Exif/GPS sub-IFDs, ICC,
+one: those TIFFs are laid out by :mod:`.encoders` (:func:`encode_tiff`), each page's tags (EXIF with its Exif/GPS sub-IFDs, ICC,
 DPI) serialised by Pillow's own IFD writer, pixels deflate-compressed with the horizontal predictor (lossless; an
 LZW source comes back deflate-compressed).
 """
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
-from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from ..errors import MediaError, OutputError
 from ..util import write_atomic
+from .encoders import ORIENTATION, TIFF_EXIF_TAGS, encode_tiff, luma, png16
 
 __all__ = ["IMAGE_FORMATS", "Picture", "encode_tiff", "image_format", "is_image_path", "orient", "read_image",
            "reset_orientation", "to_8bit", "write_image", "write_pages"]
@@ -39,8 +39,6 @@ IMAGE_FORMATS = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
     ".bmp": "BMP", ".heic": "HEIF", ".heif": "HEIF",
 }
-_ORIENTATION = 0x0112
-_TIFF_EXIF_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, (c)
 _TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 Notice = Callable[[str], None]
@@ -121,7 +119,7 @@ def reset_orientation(exif: bytes) -> bytes:
         if at + 12 > len(tiff):
             break
         tag, kind = struct.unpack(order + "HH", tiff[at:at + 4])
-        if tag == _ORIENTATION and kind == 3:  # SHORT, value in the entry's first two bytes
+        if tag == ORIENTATION and kind == 3:  # SHORT, value in the entry's first two bytes
             out[head + at + 8:head + at + 10] = struct.pack(order + "H", 1)
     return bytes(out)
 
@@ -134,11 +132,11 @@ def _exif_of(im: Image.Image) -> bytes | None:
         return None
     src = im.getexif()  # a TIFF's own tags: keep the descriptive ones and the Exif/GPS sub-IFDs
     keep = Image.Exif()
-    for tag in _TIFF_EXIF_TAGS:
+    for tag in TIFF_EXIF_TAGS:
         if tag in src:
             keep[tag] = src[tag]
-    if _ORIENTATION in src:
-        keep[_ORIENTATION] = 1
+    if ORIENTATION in src:
+        keep[ORIENTATION] = 1
     for sub in (0x8769, 0x8825):
         found = src.get_ifd(sub)
         if found:
@@ -245,7 +243,7 @@ def read_image(path: str | Path, page: int = 0) -> Picture:
         pages = int(getattr(im, "n_frames", 1) or 1)
         if page:
             im.seek(page)
-        orientation = int(im.getexif().get(_ORIENTATION, 1) or 1)
+        orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
         wide = _is_16bit_colour(im, path)
         loaded, truncated = _load(im, path) if not wide else (im, False)
         if wide:
@@ -274,89 +272,7 @@ def to_8bit(a: np.ndarray) -> np.ndarray:
     return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma, rounded, in the array's dtype (R = G = B stays exactly that value)."""
-    y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    return np.clip(np.rint(y), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
-
-
 # -- writing ----------------------------------------------------------------------------------------------------------
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png16(pic: Picture) -> bytes:
-    """A 16-bit colour PNG (OpenCV encodes it; Pillow cannot) with the ICC, DPI and EXIF chunks added."""
-    a = pic.rgb[..., ::-1] if pic.alpha is None else np.dstack([pic.rgb[..., ::-1], pic.alpha])
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(a))
-    if not ok:
-        raise OutputError("the 16-bit PNG could not be encoded")
-    data = data.tobytes()
-    extra = b""
-    if pic.icc:
-        extra += _png_chunk(b"iCCP", b"ICC\x00\x00" + zlib.compress(pic.icc))
-    if pic.dpi:
-        extra += _png_chunk(b"pHYs", struct.pack(">IIB", round(pic.dpi[0] / 0.0254), round(pic.dpi[1] / 0.0254), 1))
-    if pic.exif:
-        extra += _png_chunk(b"eXIf", pic.exif[6:] if pic.exif[:6] == b"Exif\x00\x00" else pic.exif)
-    end_ihdr = 8 + 25  # signature, then IHDR (4 length + 4 type + 13 data + 4 crc)
-    return data[:end_ihdr] + extra + data[end_ihdr:]
-
-
-def _tiff_ifd(pic: Picture) -> tuple[TiffImagePlugin.ImageFileDirectory_v2, bytes]:
-    """One page's tags and its strips (deflate, horizontal predictor); strip offsets relative to the strips' start."""
-    planes = [luma(pic.rgb)[..., None] if pic.grey else pic.rgb]
-    if pic.alpha is not None:
-        planes.append(pic.alpha.astype(pic.rgb.dtype)[..., None])
-    a = np.concatenate(planes, axis=2)
-    h, w, spp = a.shape
-    diff = a.astype(a.dtype.newbyteorder("<"))
-    diff[:, 1:] -= a[:, :-1]  # predictor 2: each sample minus its left neighbour, modulo 2**bits
-    rows = max(1, (1 << 18) // (w * spp * a.itemsize))
-    strips = [zlib.compress(diff[y:y + rows].tobytes(), 6) for y in range(0, h, rows)]
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
-    if pic.exif:
-        exif = Image.Exif()
-        exif.load(pic.exif)
-        for tag, value in exif.items():
-            if tag in _TIFF_EXIF_TAGS or tag == _ORIENTATION:
-                ifd[tag] = value
-        for sub in (0x8769, 0x8825):  # the Exif and GPS sub-IFDs (date taken, camera settings, position)
-            found = {k: v for k, v in exif.get_ifd(sub).items() if k != 0xA005}  # no stale interop offset
-            if found:
-                ifd[sub] = found
-                ifd.tagtype[sub] = 4
-    ifd[256], ifd[257], ifd[258] = w, h, (8 * a.itemsize,) * spp
-    ifd[259], ifd[262], ifd[277], ifd[278], ifd[284], ifd[317] = 8, 1 if pic.grey else 2, spp, rows, 1, 2
-    if pic.alpha is not None:
-        ifd[338] = 2  # unassociated alpha
-    ifd[273] = tuple(int(x) for x in np.cumsum([0] + [len(s) for s in strips[:-1]]))
-    ifd[279] = tuple(len(s) for s in strips)
-    ifd.tagtype[273] = ifd.tagtype[279] = 4
-    if pic.dpi:
-        ifd[282], ifd[283], ifd[296] = float(pic.dpi[0]), float(pic.dpi[1]), 2
-    if pic.icc:
-        ifd[34675] = pic.icc
-    return ifd, b"".join(strips)
-
-
-def encode_tiff(pages: list[Picture]) -> bytes:
-    """A (multi-page) little-endian TIFF of ``pages``, each with its own EXIF, ICC profile and DPI, at 8 or 16 bit."""
-    out = bytearray(b"II*\x00\x00\x00\x00\x00")
-    link = 4  # where the offset of the next page's IFD goes
-    for pic in pages:
-        if len(out) % 2:
-            out += b"\x00"
-        at = len(out)
-        out[link:link + 4] = struct.pack("<I", at)
-        ifd, strips = _tiff_ifd(pic)
-        data = ifd.tobytes(at)
-        (count,) = struct.unpack("<H", data[:2])
-        link = at + 2 + 12 * count
-        out += data + strips
-    return bytes(out)
-
-
 def _pil_image(pic: Picture) -> Image.Image:
     if pic.grey and pic.bits == 16:
         return Image.fromarray(luma(pic.rgb))
@@ -401,7 +317,7 @@ def encode_image(pic: Picture, fmt: str, quality: int | None = None, notice: Not
         notice(f"notice: {fmt} holds 8 bits per channel: the 16-bit picture is written at 8 bit")
         pic = pic.with_pixels(to_8bit(pic.rgb), None if pic.alpha is None else to_8bit(pic.alpha))
     if pic.bits == 16 and not pic.grey:
-        return _png16(pic) if fmt == "PNG" else encode_tiff([pic])
+        return png16(pic) if fmt == "PNG" else encode_tiff([pic])
     if pic.bits == 16 and pic.alpha is not None:
         if fmt == "TIFF":
             return encode_tiff([pic])

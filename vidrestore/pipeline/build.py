@@ -55,6 +55,8 @@ def build_models(options: RestoreOptions) -> Models:
         raise UsageError(
             f"unknown --model {options.model!r}; choose one of {', '.join(MODELS)} or give a .pth file"
         )
+    if not faces and (upscaler is not None or options.upscale == 1):
+        return Models(upscaler=upscaler, device=options.device)  # nothing to load (and torch is never imported)
     from ..restorers import resolve_run_weights
 
     # every weight file the run needs, found (or downloaded) before any model is built; all missing ones named at once
