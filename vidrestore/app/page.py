@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import engine
+from .engine import CHOICES, CODEFORMER_NOTE, Settings
 from .jobs import DONE
 from .service import Service
 
@@ -29,7 +29,7 @@ def _model_help(service: Service, model: str, upscale: int) -> tuple[Any, Any, s
     import gradio as gr
 
     codeformer = model == "codeformer"
-    missing = service.models.missing(engine.Settings(model=model, upscale=int(upscale)))
+    missing = service.models.missing(Settings(model=model, upscale=int(upscale)))
     note = "" if not missing else f"**Weights missing — nothing can run until they are in place:** {missing}"
     return gr.update(visible=codeformer), gr.update(visible=codeformer), note
 
@@ -66,10 +66,10 @@ def build_page(service: Service):
                 files = gr.File(label="Photos and videos", file_count="multiple", type="filepath", elem_id="files")
                 folder = gr.File(label="…or a folder", file_count="directory", type="filepath", elem_id="folder")
             with gr.Column(scale=2):
-                model = gr.Radio(choices=list(engine.CHOICES), value="gfpgan-1.4", label="Model", elem_id="model")
+                model = gr.Radio(choices=list(CHOICES), value="gfpgan-1.4", label="Model", elem_id="model")
                 fidelity = gr.Slider(0, 1, value=0.5, step=0.05, visible=False, elem_id="fidelity",
                                      label="CodeFormer fidelity (0: most restored, 1: closest to the original)")
-                licence = gr.Markdown(engine.CODEFORMER_NOTE, visible=False, elem_id="licence")
+                licence = gr.Markdown(CODEFORMER_NOTE, visible=False, elem_id="licence")
                 strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (blend with the original)")
                 upscale = gr.Radio(choices=[1, 2, 4], value=1, label="Upscale")
                 vhs = gr.Checkbox(label="VHS tape (videos: deinterlace when interlaced, light denoise)", value=False)
@@ -93,7 +93,7 @@ def build_page(service: Service):
             paths = _paths(dropped, dropped_folder)
             if not paths:
                 return "Drop a photo or a video first.", _table(service), gr.update(), None, None
-            settings = engine.Settings(model=m, fidelity=float(fid), strength=float(st), upscale=int(up), vhs=tape)
+            settings = Settings(model=m, fidelity=float(fid), strength=float(st), upscale=int(up), vhs=tape)
             jobs, refused = service.submit(paths, settings)
             lines = [f"Queued {len(jobs)} file(s)." if jobs else "Nothing was queued."]
             lines += [f"- Refused: {r}" for r in refused]

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from . import engine
+from .engine import EngineOptions, Models, Settings, VideoProgress, run_photo, run_video, write_compare
 from .jobs import DONE, Job, JobStore, Runner
 from .uploads import UploadRefused, admit
 
@@ -16,7 +16,7 @@ from .uploads import UploadRefused, admit
 @dataclass(frozen=True)
 class ServiceOptions:
     workdir: Path
-    engine: engine.EngineOptions = engine.EngineOptions()
+    engine: EngineOptions = EngineOptions()
     max_upload_bytes: int = 4 << 30
 
 
@@ -25,14 +25,14 @@ class Service:
         self.options = options
         self.workdir = options.workdir.resolve()
         self.store = JobStore(self.workdir)
-        self.models = engine.Models(options.engine)
+        self.models = Models(options.engine)
         self.runner = Runner(self.store, self.execute)
 
     def start(self) -> None:
         self.runner.start()
 
     # -- taking work ------------------------------------------------------------------------------------------------
-    def submit(self, paths: Iterable[str | Path], settings: engine.Settings) -> tuple[list[Job], list[str]]:
+    def submit(self, paths: Iterable[str | Path], settings: Settings) -> tuple[list[Job], list[str]]:
         """A job per acceptable upload; the refused ones as one line each."""
         jobs: list[Job] = []
         refused: list[str] = []
@@ -55,12 +55,12 @@ class Service:
 
     # -- doing it ---------------------------------------------------------------------------------------------------
     def execute(self, job: Job, save) -> None:
-        settings = engine.Settings.from_dict(job.settings)
+        settings = Settings.from_dict(job.settings)
         folder = self.store.folder(job)
         src = folder / job.input
         out = folder / "output"
         if job.kind == "photo":
-            dst = engine.run_photo(src, out, settings, self.models)
+            dst = run_photo(src, out, settings, self.models)
             job.frames_done = job.frames_total = 1
             job.output = dst.relative_to(folder).as_posix()
             return
@@ -69,11 +69,11 @@ class Service:
             job.frames_done, job.frames_total, job.s_per_frame = done, total, spf
             save()
 
-        restored, resumed = engine.run_video(src, out, settings, self.models, engine.VideoProgress(update))
+        restored, resumed = run_video(src, out, settings, self.models, VideoProgress(update))
         job.resumed_segments += resumed
         job.output = restored.relative_to(folder).as_posix()
         save()
-        compare = engine.write_compare(src, restored, out / f"{Path(job.name).stem}_compare.mp4")
+        compare = write_compare(src, restored, out / f"{Path(job.name).stem}_compare.mp4")
         job.compare = compare.relative_to(folder).as_posix()
 
     # -- showing it -------------------------------------------------------------------------------------------------

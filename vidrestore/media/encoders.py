@@ -1,11 +1,13 @@
-"""Image encoders Pillow lacks: a 16-bit colour PNG with its ICC, DPI and EXIF chunks, and (multi-page, 8/16-bit)
-TIFF with each page's own EXIF (Exif/GPS sub-IFDs), ICC profile and DPI, laid out by hand."""
+"""The still picture record (:class:`Picture`) and the image encoders Pillow lacks: a 16-bit colour PNG with
+its ICC, DPI and EXIF chunks, and (multi-page, 8/16-bit) TIFF with each page's own EXIF (Exif/GPS sub-IFDs),
+ICC profile and DPI, laid out by hand."""
 
 from __future__ import annotations
 
 import struct
 import zlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,11 +15,32 @@ from PIL import Image, TiffImagePlugin
 
 from ..errors import OutputError
 
-if TYPE_CHECKING:
-    from .image import Picture
-
 ORIENTATION = 0x0112
 TIFF_EXIF_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, (c)
+
+
+@dataclass
+class Picture:
+    """A photo as restored: pixels upright, and what its file carried besides them."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8 or uint16, display orientation
+    alpha: np.ndarray | None = None  # (H, W), same dtype as rgb
+    grey: bool = False  # stored with one colour channel
+    format: str = "PNG"  # the source's format (Pillow's name)
+    exif: bytes | None = None  # orientation already reset to 1
+    icc: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    orientation: int = 1
+    pages: int = 1
+    truncated: bool = False
+    save: dict[str, Any] = field(default_factory=dict)  # format-specific (JPEG qtables/subsampling, TIFF compression)
+
+    @property
+    def bits(self) -> int:
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+    def with_pixels(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> Picture:
+        return replace(self, rgb=rgb, alpha=alpha)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

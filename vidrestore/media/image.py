@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +28,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from ..errors import MediaError, OutputError
 from ..util import write_atomic
-from .encoders import ORIENTATION, TIFF_EXIF_TAGS, encode_tiff, luma, png16
+from .encoders import ORIENTATION, TIFF_EXIF_TAGS, Picture, encode_tiff, luma, png16
 
 __all__ = ["IMAGE_FORMATS", "Picture", "encode_tiff", "image_format", "is_image_path", "orient", "read_image",
            "reset_orientation", "to_8bit", "write_image", "write_pages"]
@@ -42,30 +41,6 @@ IMAGE_FORMATS = {
 _TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 Notice = Callable[[str], None]
-
-
-@dataclass
-class Picture:
-    """A photo as restored: pixels upright, and what its file carried besides them."""
-
-    rgb: np.ndarray  # (H, W, 3) uint8 or uint16, display orientation
-    alpha: np.ndarray | None = None  # (H, W), same dtype as rgb
-    grey: bool = False  # stored with one colour channel
-    format: str = "PNG"  # the source's format (Pillow's name)
-    exif: bytes | None = None  # orientation already reset to 1
-    icc: bytes | None = None
-    dpi: tuple[float, float] | None = None
-    orientation: int = 1
-    pages: int = 1
-    truncated: bool = False
-    save: dict[str, Any] = field(default_factory=dict)  # format-specific (JPEG qtables/subsampling, TIFF compression)
-
-    @property
-    def bits(self) -> int:
-        return 16 if self.rgb.dtype == np.uint16 else 8
-
-    def with_pixels(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> Picture:
-        return replace(self, rgb=rgb, alpha=alpha)
 
 
 def is_image_path(path: str | Path) -> bool:
