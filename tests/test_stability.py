@@ -287,21 +287,27 @@ def test_blending_takes_out_the_restorers_own_flicker(blink_clips):
 # --------------------------------------------------------------------------------------------- batch look-back
 
 
-def _marker_stage(options, stats, notice):
+def _marker_stage(options, stats, notice, detect_every=1):
     from vidrestore.faces.stage import FaceStage
 
     stage = FaceStage(bs.load_real_detector(), MarkerRestorer(radius=20),
-                      FaceOptions(parse=False, temporal=True, cut_threshold=0.2))
+                      FaceOptions(parse=False, temporal=True, cut_threshold=0.2, detect_every=detect_every))
     stats.stage = stage
     return stage
 
 
-def test_batch_segments_give_the_single_run_output(astronaut, true_landmarks, tmp_path, monkeypatch):
+@pytest.mark.parametrize("every", [1, 5])
+def test_batch_segments_give_the_single_run_output(astronaut, true_landmarks, tmp_path, monkeypatch, every):
     """A face moving across a segment boundary: the segmented batch output equals one single-file run (FFV1,
     lossless), because the segment's stage starts LOOKBACK_FRAMES early (and the one before runs LOOKAHEAD_FRAMES
-    past its end); without the look-back and look-ahead it does not."""
+    past its end); without the look-back and look-ahead it does not. With --detect-every 5 the segment detects on
+    the same frames as the single run (the cadence follows the frame index: the look-back starts at frame 24)."""
+    import functools
+
     import vidrestore.batch.segments as segments
     from vidrestore.batch import restore_folder
+
+    stage_factory = functools.partial(_marker_stage, detect_every=every)
 
     clip = bs.make_clip(astronaut, true_landmarks, "smooth", 100)
     folder = tmp_path / "in"
@@ -310,11 +316,11 @@ def test_batch_segments_give_the_single_run_output(astronaut, true_landmarks, tm
     single = tmp_path / "single.mkv"
     stats = vidrestore.RestoreStats(input=folder / "face.mkv", output=single)
     within(lambda: vidrestore.restore_video(folder / "face.mkv", single, codec="ffv1",
-                                            stage=_marker_stage(None, stats, None)))
+                                            stage=stage_factory(None, stats, None)))
     ref = [f.astype(int) for f in decoded_frames(single)]
 
     def batch(out):
-        r = within(lambda: restore_folder(folder, out, stage_factory=_marker_stage, model="none", codec="ffv1",
+        r = within(lambda: restore_folder(folder, out, stage_factory=stage_factory, model="none", codec="ffv1",
                                           engine="inline", segment_seconds=3))
         assert r.exit_code == 0 and r.files[0].segments == 2  # 100 frames at 24 fps: 0-71, 72-99
         return [f.astype(int) for f in decoded_frames(out / "face.mkv")]

@@ -161,6 +161,25 @@ def test_detect_every_k_frames_is_bridged_by_prediction():
     assert mean_offset(s, g) < 2.0 and landmark_jitter(s, g) < 0.2 * landmark_jitter(hold, g)
 
 
+def test_detect_every_5_keeps_one_track_through_turns():
+    """With the stage's settings (constant acceleration, innovation gate) and a detection every 5 frames, a face
+    that turns (peak 8 px/frame, reversing every 18 frames) stays one track: between detections the prediction can
+    drift past the gate at a turn, so association also tries the track's last detection. (Before: a new id at
+    most turns, and the smoothing restarted with it.)"""
+    from vidrestore.faces.stage import FaceOptions, tracker_options
+
+    rng = np.random.default_rng(5)
+    n, k = 150, 5
+    t = np.arange(n)
+    centres = np.stack([320 + 45 * np.sin(2 * np.pi * t / 36), 240 + 10 * np.cos(2 * np.pi * t / 30)], axis=1)
+    tracker = FaceTracker(tracker_options(FaceOptions(detect_every=k)))
+    ids = set()
+    for i in range(n):
+        faces = tracker.update(i, [detection(centres[i], rng, sigma=1.0)] if i % k == 0 else None)
+        ids |= {f.track_id for f in faces}
+    assert ids == {0}, ids
+
+
 def test_short_miss_gap_keeps_the_track_and_long_one_ends_it():
     rng = np.random.default_rng(4)
     opts = TrackerOptions(max_misses=3, coast=1)

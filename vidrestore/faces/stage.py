@@ -212,7 +212,6 @@ class FaceStage:
         self._held: dict[int, tuple[Frame, list[Face] | None, bool]] = {}
         self._queue: list[_Pending] = []
         self._prev_small: np.ndarray | None = None
-        self._since_detect = 0
         with DetectAhead(self._detect, opts.detect_ahead) as ahead:
             for chunk in _chunks(frames, opts.detect_batch):
                 for job, found in ahead.push(self._plan(chunk)):
@@ -245,12 +244,9 @@ class FaceStage:
             )
             self._prev_small = small
             cuts.append(cut)
-        wanted = []
-        for i, frame in enumerate(chunk):
-            if cuts[i] or self._since_detect % opts.detect_every == 0:
-                wanted.append(i)
-                self._since_detect = 0
-            self._since_detect += 1
+        # the cadence follows the frame index (plus every scene cut), so a batch segment, which numbers its frames
+        # as the whole file does, detects on the same frames as a single run
+        wanted = [i for i, frame in enumerate(chunk) if cuts[i] or frame.index % opts.detect_every == 0]
         return chunk, cuts, wanted
 
     def _detect(self, job: tuple[list[Frame], list[bool], list[int]]) -> list[list[Face]]:

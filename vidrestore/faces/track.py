@@ -115,6 +115,7 @@ class _Track:
     last_frame: int
     last_hit: int
     history: deque
+    seen: Face  # the last detection matched to it: association also tries it (the prediction drifts when coasting)
     hits: int = 1
     misses: int = 0
     track_id: int | None = None
@@ -224,13 +225,21 @@ class FaceTracker:
         if not self._tracks:
             return [], list(range(len(dets)))
         opts = self.options
-        pred_lm = np.stack([t.landmarks for t in self._tracks])  # (N, 5, 2)
-        pred_box = np.stack([_box_absolute(t.box_rel, t.landmarks) for t in self._tracks])
         sizes = np.array([t.size for t in self._tracks])
         det_lm = np.stack([d.landmarks for d in dets]).astype(np.float64)
         det_box = np.stack([d.box for d in dets]).astype(np.float64)
-        dist = np.linalg.norm(pred_lm[:, None] - det_lm[None], axis=-1).mean(axis=-1) / sizes[:, None]
-        iou = box_iou(pred_box, det_box)
+        # against the prediction and against the last matched detection, whichever is closer: with --detect-every
+        # > 1 a track coasts between detections and a turn makes its extrapolation miss by more than the gate
+        pred_lm = np.stack([t.landmarks for t in self._tracks])  # (N, 5, 2)
+        pred_box = np.stack([_box_absolute(t.box_rel, t.landmarks) for t in self._tracks])
+        seen_lm = np.stack([t.seen.landmarks for t in self._tracks]).astype(np.float64)
+        seen_box = np.stack([t.seen.box for t in self._tracks]).astype(np.float64)
+
+        def mean_distance(lm: np.ndarray) -> np.ndarray:
+            return np.linalg.norm(lm[:, None] - det_lm[None], axis=-1).mean(axis=-1) / sizes[:, None]
+
+        dist = np.minimum(mean_distance(pred_lm), mean_distance(seen_lm))
+        iou = np.maximum(box_iou(pred_box, det_box), box_iou(seen_box, det_box))
         allowed = (dist <= opts.landmark_gate) & (iou >= opts.iou_gate)
         cost = np.where(allowed, dist + (1.0 - iou), 1e6)
         rows, cols = linear_sum_assignment(cost)
@@ -248,6 +257,7 @@ class FaceTracker:
         t.kf.update(measured, R=np.eye(NDIM) * r)
         t.box_rel = 0.5 * t.box_rel + 0.5 * _box_relative(det.box, det.landmarks)
         t.score = det.score
+        t.seen = det
         t.hits += 1
         t.misses = 0
         t.last_hit = t.last_frame
@@ -282,6 +292,7 @@ class FaceTracker:
             last_frame=frame_index,
             last_hit=frame_index,
             history=deque(maxlen=opts.effective_lag + 1),
+            seen=det,
         )
         if opts.min_hits <= 1:
             t.track_id = self._take_id()
