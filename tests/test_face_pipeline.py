@@ -15,6 +15,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import vidrestore
 from media import decoded_frames, stream_digests, video_timestamps
@@ -384,3 +385,62 @@ def test_frames_before_a_cut_finish_as_if_the_clip_ended_there():
     alone, _ = run(30)
     assert report.cuts == 1
     assert all(np.array_equal(a, b) for a, b in zip(whole[:30], alone))
+
+
+# ------------------------------------------------------------------------------------------ paste mask over time
+
+
+class AlternatingParser:
+    """A parser whose mask alternates, call by call, between two discs (radius 150 and 200 px of the 512 crop):
+    what a ParseNet that changes its mind at the face boundary does to the paste mask."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        y, x = np.mgrid[0:512, 0:512]
+        r = np.hypot(x - 256, y - 280)
+        self.discs = [torch.from_numpy((r < rad).astype(np.float32)) for rad in (150, 200)]
+
+    def face_masks(self, crops):
+        out = []
+        for _ in range(len(crops)):
+            out.append(self.discs[self.calls % 2])
+            self.calls += 1
+        return torch.stack(out)
+
+
+def test_track_masks_ramp_between_recomputations():
+    from vidrestore.faces.masks import TrackMasks
+
+    parser = AlternatingParser()
+    masks = TrackMasks(parser, every=5)
+    crops = np.zeros((1, 512, 512, 3), np.uint8)
+    shown = [masks.masks([7], crops, [c])[0] for c in range(16)]
+    a, b = parser.discs
+    assert parser.calls == 4  # clocks 0, 5, 10, 15
+    assert shown[0].equal(a)  # a track's first mask as computed
+    steps = [float((shown[c + 1] - shown[c]).abs().max()) for c in range(15)]
+    assert max(steps) <= 0.2 + 1e-6, steps  # each recomputation's change spread over 5 frames
+    assert shown[9].equal(b)  # and complete before the next one
+    masks.forget(7)
+    assert len(masks) == 0
+
+
+def test_paste_mask_does_not_step_at_recomputations(astronaut, true_landmarks):
+    """A still face, a restorer that changes every pixel (the negative) and a parser whose mask flips at every
+    call: with ParseNet every 5 frames the boundary moves by at most a fifth of the flip per frame (held masks
+    jumped by the whole flip every 5 frames, as ParseNet every frame does on every frame)."""
+    frame = render(astronaut, np.zeros(2))
+    face = face_at(true_landmarks * SCALE)
+
+    def run(every):
+        stage = FaceStage(ScriptedDetector(lambda i, f: [face]), InvertRestorer(),
+                          FaceOptions(parse_every=every, temporal=False, min_hits=1), parser=AlternatingParser())
+        return [f.rgb.astype(np.int16) for f in stage(in_memory([frame.copy() for _ in range(21)]))]
+
+    def steps(frames):
+        return [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+
+    flip = steps(run(1))
+    ramp = steps(run(5))
+    assert min(flip) > 0.5, flip  # the flip is visible at every frame
+    assert max(ramp) <= 0.25 * min(flip), (ramp, flip)

@@ -37,6 +37,7 @@ from .temporal import TemporalBlender, TemporalOptions, TrackNoise
 from .align import FITS, align_face, invert_affine
 from .paste import paste_faces
 from .face import Face
+from .masks import TrackMasks
 from .prefetch import DetectAhead
 from .cut import is_scene_cut, small_grey
 from .microbatch import Restorer, restore_crops
@@ -207,7 +208,9 @@ class FaceStage:
         smoother = FixedLagSmoother(self._tracker_options())
         self._blender = TemporalBlender(self._temporal_options())
         self._noise = TrackNoise(base_seed=opts.seed, device=self.device)
-        self._masks: dict[int, tuple[int, torch.Tensor]] = {}
+        # face masks: ParseNet every parse_every frames (by frame index: a batch segment recomputes on the frames a
+        # single run does), ramped between recomputations so the face boundary does not step (faces/masks.py)
+        self._masks = TrackMasks(self.parser, self.options.parse_every, lambda m: m.to(self.device))
         self._flicker.live.clear()
         self._held: dict[int, tuple[Frame, list[Face] | None, bool]] = {}
         self._queue: list[_Pending] = []
@@ -335,7 +338,7 @@ class FaceStage:
     def _forget(self, tid: int) -> None:
         self._blender.forget(tid)
         self._noise.forget(tid)
-        self._masks.pop(tid, None)
+        self._masks.forget(tid)
         self._flicker.live.pop(tid, None)
 
     def _forget_all(self) -> None:
@@ -362,7 +365,10 @@ class FaceStage:
                 mixed = p.crops[k].astype(np.float32) + opts.strength * (crop.astype(np.float32) - p.crops[k])
                 crop = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
             outs[k] = crop
-        masks = self._parse_masks(p.faces, outs, frame.index) if self.parser is not None else None
+        masks = None
+        if self.parser is not None:
+            ids = [f.track_id for f in p.faces]
+            masks = torch.stack(self._masks.masks(ids, outs, [frame.index] * len(ids)))
         if self.upscaler is None:
             frame.rgb = paste_faces(frame.rgb, outs, p.affines, masks, device=self.device)
         else:
@@ -371,17 +377,3 @@ class FaceStage:
             frame.rgb = paste_faces(background, outs, affines, masks, device=self.device, upscale=self.scale)
         self._flicker.record(self.report, p.faces, p.crops, frame.rgb, p.affines, self.scale, frame.index)
         return frame
-
-    def _parse_masks(self, faces: list[Face], crops: np.ndarray, index: int) -> torch.Tensor:
-        """Face masks in aligned space, recomputed on frames whose index is a multiple of ``parse_every`` (and on a
-        track's first frame): the mask is blurred with a 101-px kernel and moves with the aligned face, so it changes
-        slowly; the schedule follows the frame index, not the track's start, so a batch segment recomputes on the
-        same frames as a single run."""
-        every = self.options.parse_every
-        need = [k for k, f in enumerate(faces)
-                if f.track_id not in self._masks or index // every != self._masks[f.track_id][0] // every]
-        if need:
-            fresh = self.parser.face_masks(crops[need])
-            for j, k in enumerate(need):
-                self._masks[faces[k].track_id] = (index, fresh[j].to(self.device))
-        return torch.stack([self._masks[f.track_id][1] for f in faces])

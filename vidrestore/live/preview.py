@@ -34,11 +34,18 @@ import numpy as np
 from ..errors import UsageError, VidrestoreError
 from ..faces.align import FFHQ_TEMPLATE_512, sar_affine
 from ..faces.face import Face
+from ..faces.masks import TrackMasks
 from ..media.source import Frame
 from .mailbox import Mailbox
 from .overlay import box_mask, reproject, split_view
 
 __all__ = ["LivePreview", "PreviewOptions", "PreviewStats"]
+
+
+def _as_array(mask: Any) -> np.ndarray:
+    """A parser's mask (tensor or array) as a contiguous float32 array (what the display side pastes with)."""
+    m = mask.detach().float().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask, np.float32)
+    return np.ascontiguousarray(m, np.float32)
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class LivePreview:
                                                         strength=options.temporal_strength))
         self._noise = TrackNoise(base_seed=options.seed, device=self.device)
         self._box = box_mask()
-        self._masks: dict[int, tuple[int, np.ndarray]] = {}  # track → (restorations at compute, mask)
+        self._masks = TrackMasks(self.parser, self.options.parse_every, _as_array)
         self._restore_count: dict[int, int] = {}
         self._segment = 0
         self._tracker_segment = 0
@@ -317,7 +324,7 @@ class LivePreview:
             ended = self._held - self._alive[1]
         for tid in ended:
             self._restore_count.pop(tid, None)
-            self._masks.pop(tid, None)
+            self._masks.forget(tid)
             self._blender.forget(tid)
             self._noise.forget(tid)
         with self._lock:
@@ -333,18 +340,11 @@ class LivePreview:
                     "live_tracks": len(self._alive[1])}
 
     def _face_masks(self, ids: list[int], crops: np.ndarray) -> list[np.ndarray]:
+        """Masks on the track's restoration count as clock (faces/masks.py: recomputed every ``parse_every``
+        restorations, ramped in between)."""
         if self.parser is None:
             return [self._box] * len(ids)
-        every = self.options.parse_every
-        need = [k for k, t in enumerate(ids)
-                if t not in self._masks or self._restore_count[t] - self._masks[t][0] >= every]
-        if need:
-            fresh = self.parser.face_masks(crops[need])
-            for j, k in enumerate(need):
-                m = fresh[j]
-                m = m.detach().float().cpu().numpy() if hasattr(m, "detach") else np.asarray(m, np.float32)
-                self._masks[ids[k]] = (self._restore_count[ids[k]], np.ascontiguousarray(m, np.float32))
-        return [self._masks[t][1] for t in ids]
+        return self._masks.masks(ids, crops, [self._restore_count[t] - 1 for t in ids])
 
     # -- display side ---------------------------------------------------------------------------------------
     def render(self, frame: Frame) -> np.ndarray:
