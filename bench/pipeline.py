@@ -20,17 +20,22 @@ from a scripted detector that returns the true landmarks, and the real (syntheti
 the cost of detection is in the wall time, where the pipeline pays it. The row ``scripted detector only``
 leaves RetinaFace out, to show what detection costs.
 
-Rows (each a full run over the clip; the baseline is the first):
+Rows (each a full run over the clip; the baseline is the official row, else the first):
 
-* ``official-style loop``: for each decoded frame: RetinaFace-R50 on the full frame, align each face
-  (:func:`vidrestore.faces.align.align_face`, i.e. facexlib's cv2 warp), GFP-GAN one face per call with
-  fresh random noise (``randomize_noise=True``), then facexlib's ``paste_faces_to_input_image`` with
+* ``official-style loop (torch fp32)``: what GFPGAN's own ``inference_gfpgan.py`` does, on its only CPU path
+  (torch, fp32, for GFP-GAN, RetinaFace and ParseNet): for each decoded frame: RetinaFace-R50 on the full frame,
+  align each face (:func:`vidrestore.faces.align.align_face`, i.e. facexlib's cv2 warp), GFP-GAN one face per
+  call with fresh random noise (``randomize_noise=True``), then facexlib's ``paste_faces_to_input_image`` with
   ``use_parse=True`` written out with cv2: ParseNet at 512 on every restored face, argmax, the 19-class
   colour map, two 101-px Gaussian blurs in float64, border, full-frame ``cv2.warpAffine`` of face and mask,
   float64 blend, ``astype(uint8)``; then PyAV encode (same codec, CRF and preset as vidrestore).
-* ``vidrestore default``: ``restore_video`` with the defaults (detect every frame, tracker, ParseNet every
-  5 frames of a track, temporal blend, batched paste-back).
-* ``vidrestore --detect-every 5`` and ``vidrestore --no-parse``: one option changed each.
+* ``official-style loop, our backend``: the same loop with vidrestore's restorer and detector (``--backend``,
+  ``--precision``): what the pipeline alone gains, without the backend's speed-up.
+* ``vidrestore default``: ``restore_video`` with the defaults (detect every frame: whole frames every 4th frame,
+  regions around the faces between (faces/regions.py), tracker, ParseNet every 5 frames of a track, temporal
+  blend, batched paste-back).
+* ``vidrestore --scan-every 1`` (whole frames every frame), ``--detect-every 5`` and ``--no-parse``: one option
+  changed each.
 * ``vidrestore, scripted detector only``: the default without the RetinaFace cost.
 * ``vidrestore, ParseNet at 512`` (``--rows all``): ``--parse-size 512``, facexlib's size (the default is
   256: the mask is blurred with a 101-px kernel anyway).
@@ -83,14 +88,16 @@ R50_FILE = "detection_Resnet50_Final.pth"
 PARSENET_FILE = "parsing_parsenet.pth"
 FPS = 25
 ROWS = {
-    "official": "official-style loop",
+    "official": "official-style loop (torch fp32)",
+    "official_ov": "official-style loop, our backend",
     "default": "vidrestore default",
     "detect5": "vidrestore --detect-every 5",
     "noparse": "vidrestore --no-parse",
     "scripted": "vidrestore, scripted detector only",
+    "scan1": "vidrestore --scan-every 1",
     "parse512": "vidrestore --parse-size 512",
 }
-DEFAULT_ROWS = ("official", "default", "detect5", "noparse", "scripted")
+DEFAULT_ROWS = ("official", "official_ov", "default", "scan1", "detect5", "noparse", "scripted")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -263,12 +270,13 @@ class BenchDetector:
         self.scripted = ScriptedDetector(self._faces)
         self.seconds = 0.0
         self.frames = 0
+        self.regions = 0
 
     def _faces(self, _: int, rgb: np.ndarray) -> list[Face]:
         return [face_at(lm) for lm in self.scene.landmarks(self.lm512, self.index(rgb))]
 
     def reset(self) -> None:
-        self.seconds, self.frames = 0.0, 0
+        self.seconds, self.frames, self.regions = 0.0, 0, 0
         self.scripted.reset()
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
@@ -280,6 +288,18 @@ class BenchDetector:
         return self.scripted.detect(frames)
 
     __call__ = detect
+
+    def detect_regions(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[list[Face]]:
+        """As RetinaFaceDetector.detect_regions: the real network on the crops (timed), the true faces whose box
+        lies in each region (the region search of faces/regions.py)."""
+        if self.real is not None and boxes:
+            t0 = time.perf_counter()
+            self.real.detect_regions(frame, boxes)
+            self.seconds += time.perf_counter() - t0
+        self.regions += 1
+        faces = self._faces(0, frame)
+        return [[f for f in faces if f.box[0] >= x0 and f.box[1] >= y0 and f.box[2] <= x1 and f.box[3] <= y1]
+                for x0, y0, x1, y1 in boxes]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -388,7 +408,7 @@ def run_vidrestore(key: str, src: Path, dst: Path, restorer: TimedRestorer, dete
         restorer=restorer, detector=detector, **options,
     )
     cpu = time.process_time() - c0
-    note = f"{detector.frames} frames detected"
+    note = f"{detector.frames} frames searched whole, {detector.regions} in regions"
     expected = stats.frames * detector.scene.faces
     if stats.faces < expected:
         note += f"; only {stats.faces} of {expected} faces restored (a track needs 2 detections to be confirmed)"
@@ -441,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=(640, 480), help="WxH (default 640x480)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="restorer precision")
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"),
+                    help="vidrestore's backend for the restorer and detector (default auto: OpenVINO on the CPU)")
     ap.add_argument("--batch-size", type=int, default=8, help="vidrestore's --batch-size (default 8)")
     ap.add_argument("--codec", default="h264", choices=sorted(CODECS), help="output codec (both loops)")
     ap.add_argument("--preset", default="medium", help="x264/x265 preset (both loops; default medium)")
@@ -473,13 +495,20 @@ def main(argv: list[str] | None = None) -> int:
         index = FrameIndex(src)
 
         restorer = TimedRestorer(load_restorer(paths["gfpgan"], device=device, precision=args.precision,
-                                               batch_size=args.batch_size))
+                                               batch_size=args.batch_size, backend=args.backend))
         # the official-style loop parses at 512 (facexlib); vidrestore rows use the package's default size
         parser = TimedParser(load_parser(paths["parsenet"], device=device, parse_size=512))
         parser_default = TimedParser(load_parser(paths["parsenet"], device=device,
                                                  parse_size=vidrestore.RestoreOptions().parse_size))
         # as build_stage does: one frame per forward pass on the CPU
-        r50 = load_detector(paths["r50"], device=device, batch_size=1 if device.type == "cpu" else 8)
+        r50 = load_detector(paths["r50"], device=device, batch_size=1 if device.type == "cpu" else 8,
+                            backend=args.backend)
+        official_restorer, official_r50 = restorer, r50
+        if "official" in keys and (args.backend != "torch" or args.precision != "fp32"):
+            official_restorer = TimedRestorer(load_restorer(paths["gfpgan"], device=device, batch_size=args.batch_size,
+                                                            backend="torch"))
+            official_r50 = load_detector(paths["r50"], device=device, batch_size=1 if device.type == "cpu" else 8,
+                                         backend="torch")
 
         # Warm-up (allocator, oneDNN/cuDNN kernels, prior boxes) on every shape the rows will use.
         warm = np.stack([align_face(scene.render(astronaut, 0), lm.astype(np.float32))[0]
@@ -494,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         parser_default.face_masks(warm[:1])
         frame0 = scene.render(astronaut, 0)
         r50.detect([frame0])
+        if official_restorer is not restorer:
+            official_restorer.restore(warm[:1])
+            official_r50.detect([frame0])
         r50.detect([frame0] * min(args.frames, 8))
         _sync(device)
 
@@ -503,9 +535,16 @@ def main(argv: list[str] | None = None) -> int:
         base: Row | None = None
         for key in keys:
             dst = tmpdir / f"out_{key}.mp4"
-            if key == "official":
-                row = run_official(src, dst, scene, lm512, restorer, parser, r50, args)
+            if key == "official":  # GFPGAN's own script: torch fp32 for every network (its only choice on a CPU)
+                row = run_official(src, dst, scene, lm512, official_restorer, parser, official_r50, args)
+                row.name = ROWS[key]
                 base = row
+            elif key == "official_ov":  # the same loop on vidrestore's restorer and detector (backend, precision)
+                row = run_official(src, dst, scene, lm512, restorer, parser, r50, args)
+                row.name = ROWS[key]
+                base = base or row
+            elif key == "scan1":
+                row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args, scan_every=1)
             elif key == "default":
                 row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args)
             elif key == "detect5":

@@ -32,6 +32,7 @@ class RestoreOptions:
     weights_dir: str | None = None
     detector: str = "retinaface_resnet50"
     detect_every: int = 1
+    scan_every: int | None = None  # full-frame face search every N frames (None: 4 on the CPU, 1 elsewhere)
     only_center_face: bool = False
     min_face: float = 0.0
     parse: bool = True

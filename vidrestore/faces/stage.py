@@ -39,6 +39,7 @@ from .paste import paste_faces
 from .face import Face
 from .masks import TrackMasks
 from .prefetch import DetectAhead
+from .regions import RegionDetector, RegionOptions
 from .cut import is_scene_cut, small_grey
 from .microbatch import Restorer, restore_crops
 from .motion import TrackerOptions
@@ -140,6 +141,8 @@ class FaceOptions:
     min_hits: int | None = None  # detections that confirm a track (None: 2, or 1 with detect_every > 1); photos: 1
     detect_max_side: int | None = None  # detect on a copy downscaled to this larger side (large scans); None: as is
     detect_ahead: int = 1  # chunks detected in a worker thread ahead of restoration (0: in line; faces/prefetch.py)
+    scan_every: int | None = None  # full-frame searches every N frames, regions around the faces between (regions.py);
+    # None: 4 on the CPU, 1 (every frame in full) elsewhere
     align_fit: str | None = None  # "lmeds" | "lstsq"; None: see alignment_fit (lstsq for the smoothed video stage)
 
     def __post_init__(self) -> None:
@@ -155,6 +158,8 @@ class FaceOptions:
             raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
         if self.parse_every < 1:
             raise UsageError(f"parse_every must be at least 1, got {self.parse_every}")
+        if self.scan_every is not None and self.scan_every < 1:
+            raise UsageError(f"--scan-every must be at least 1, got {self.scan_every}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise UsageError(f"micro_batch must be at least 1, got {self.micro_batch}")
         if self.align_fit is not None and self.align_fit not in FITS:
@@ -215,6 +220,9 @@ class FaceStage:
         self._held: dict[int, tuple[Frame, list[Face] | None, bool]] = {}
         self._queue: list[_Pending] = []
         self._prev_small: np.ndarray | None = None
+        scan = opts.scan_every if opts.scan_every is not None else 4 if self.device.type == "cpu" else 1
+        self._regions = RegionDetector(lambda frames: detect_scaled(self.detector, frames, opts.detect_max_side),
+                                       RegionOptions(scan_every=scan), getattr(self.detector, "detect_regions", None))
         with DetectAhead(self._detect, opts.detect_ahead) as ahead:
             for chunk in _chunks(frames, opts.detect_batch):
                 for job, found in ahead.push(self._plan(chunk)):
@@ -253,8 +261,9 @@ class FaceStage:
         return chunk, cuts, wanted
 
     def _detect(self, job: tuple[list[Frame], list[bool], list[int]]) -> list[list[Face]]:
-        chunk, _, wanted = job
-        return detect_scaled(self.detector, [chunk[i].rgb for i in wanted], self.options.detect_max_side) if wanted else []
+        chunk, cuts, wanted = job
+        return self._regions.detect([chunk[i].rgb for i in wanted], [chunk[i].index for i in wanted],
+                                    [cuts[i] for i in wanted])
 
     def _track(self, job: tuple[list[Frame], list[bool], list[int]], found: list[list[Face]],
                smoother: FixedLagSmoother) -> Iterator[Frame]:
