@@ -6,6 +6,7 @@ The synthetic checkpoint is built once per session from the key manifest by the 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -204,6 +205,42 @@ def test_small_model_batch_independence(small_model: GFPGANv1Clean) -> None:
     by1 = GFPGANRestorer(small_model, "small", torch.device("cpu"), batch_size=1).restore_tensor(x)
     assert (by4 - by1).abs().max().item() < BATCH_TOL
 
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_in_place_forward_equals_the_out_of_place_form_and_keeps_autograd(small_model: GFPGANv1Clean,
+                                                                          batch: int) -> None:
+    # Inference runs the SFT and the elementwise tails in place (bench/forward_gap.py); with autograd recording
+    # the SFT takes the official out-of-place form. Both must give the same bits, in fp32 and under bf16 autocast,
+    # and a backward pass must still work (in-place ops never overwrite what autograd saved).
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(batch, 3, 64, 64, generator=gen) * 2 - 1
+    noise = [torch.randn(batch, *s[1:], generator=gen) for s in small_model.noise_shapes()]
+    for frozen_decoder in (False, True):  # the official fine-tuning freezes the decoder: SFT inputs differ in grad
+        model = copy.deepcopy(small_model).requires_grad_(True)
+        model.stylegan_decoder.requires_grad_(not frozen_decoder)
+        for dtype in (None, torch.bfloat16):
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                with torch.inference_mode():
+                    fast = model(x, noise)
+                recorded = model(x, noise)
+            assert recorded.requires_grad and torch.equal(fast, recorded.detach()), (frozen_decoder, dtype)
+        recorded.float().square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert len(grads) > 50 and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_forward_makes_no_full_size_temporaries(small_model: GFPGANv1Clean) -> None:
+    # what closed the gap to the official forward (bench/forward_gap.py): leaky ReLU in place (the official code
+    # does so too) and no split/cat for the SFT; the out-of-place forms allocate a full-size tensor each
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        small_model(x)
+    calls = {e.key: e.count for e in prof.key_averages()}
+    # 64 px: body first + final (2), 4 down and 4 up ResBlocks (2 each), 4 levels of scale/shift (2), 9 StyleConvs
+    assert calls.get("aten::leaky_relu_") == 2 + 8 * 2 + 4 * 2 + 9
+    assert "aten::leaky_relu" not in calls and "aten::cat" not in calls and "aten::split" not in calls
 
 def test_preprocessing_is_gfpganer_exact() -> None:
     rng = np.random.default_rng(0)

@@ -17,6 +17,11 @@ ModulatedConv2d is computed by modulating the *activations* (``conv(x * s, W) * 
 per-sample weight and running a grouped convolution. It is mathematically the same layer (the reference
 measured 2.1e-6 between the two forms) and it runs as one ordinary batched convolution, which is what CPUs and
 GPUs are fastest at and what makes ``channels_last`` apply.
+
+Outside the convolutions the forward works in place on fresh intermediates (leaky ReLU, as the official code;
+``* sqrt(2) + noise + bias``; the SFT without split/cat), bit-identical to the out-of-place forms: on the CPU
+every full-size temporary is fresh pages from the OS. ``bench/forward_gap.py`` measures it against the official
+forward: same bits, 42 % less memory allocated per face.
 """
 
 from __future__ import annotations
@@ -33,8 +38,16 @@ __all__ = ["GFPGANv1Clean", "ModulatedConv2d", "StyleConv", "ToRGB", "ResBlock",
 _SLOPE = 0.2
 
 
-def _lrelu(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, _SLOPE)
+def _lrelu_(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU 0.2 in place, as the official code does: only ever applied to a fresh conv output, and it saves
+    one full-size allocation per layer (on the CPU each large allocation is fresh pages from the OS)."""
+    return F.leaky_relu_(x, _SLOPE)
+
+
+def _add_(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``out + t``, into ``out`` (a fresh intermediate) when that keeps its dtype: always in fp32; under autocast a
+    bf16/fp16 ``out`` plus an fp32 parameter is promoted to fp32, out of place, exactly as ``out + t`` is."""
+    return out.add_(t) if torch.result_type(out, t) == out.dtype else out + t
 
 
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -100,6 +113,24 @@ class ModulatedConv2d(nn.Module):
         return out
 
 
+def _sft(out: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, half: bool) -> torch.Tensor:
+    """Spatial feature transform ``x * scale + shift`` on the second half of the channels (``half``) or on all.
+
+    Done in place on ``out`` (a fresh StyleConv output) where that gives the same values, which saves the
+    official code's split, two full-size temporaries and a full-size ``cat``; out of place (the official form)
+    when autograd records the graph, when tracing for OpenVINO, or when the result would need a wider dtype.
+    """
+    target = out[:, out.shape[1] // 2 :] if half else out
+    dtype = out.dtype
+    recorded = out.requires_grad or scale.requires_grad or shift.requires_grad
+    if recorded or torch.jit.is_tracing() or torch.result_type(out, scale) != dtype \
+            or torch.result_type(out, shift) != dtype:
+        new = target * scale + shift
+        return torch.cat([out[:, : out.shape[1] // 2], new], dim=1) if half else new
+    target.mul_(scale).add_(shift)
+    return out
+
+
 class StyleConv(nn.Module):
     """Modulated conv x sqrt(2), plus scaled noise, plus bias, then leaky ReLU 0.2."""
 
@@ -112,10 +143,12 @@ class StyleConv(nn.Module):
         self.bias = nn.Parameter(torch.empty(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        out = self.modulated_conv(x, style) * math.sqrt(2.0)
-        out = out + self.weight * noise.to(out.dtype)
-        out = out + self.bias
-        return _lrelu(out)
+        # in place on the fresh conv output: the same values as ``conv * sqrt(2) + weight * noise + bias`` out of
+        # place, with three fewer full-size tensors
+        out = self.modulated_conv(x, style).mul_(math.sqrt(2.0))
+        out = _add_(out, self.weight * noise.to(out.dtype))
+        out = _add_(out, self.bias)
+        return _lrelu_(out)
 
 
 class ToRGB(nn.Module):
@@ -216,11 +249,7 @@ class StyleGAN2GeneratorCSFT(nn.Module):
             i = 2 * j + 1
             out = self.style_convs[2 * j](out, latent[:, i], noise[i])
             scale, shift = conditions[2 * j], conditions[2 * j + 1]
-            if self.sft_half:
-                half = out.shape[1] // 2
-                out = torch.cat([out[:, :half], out[:, half:] * scale + shift], dim=1)
-            else:
-                out = out * scale + shift
+            out = _sft(out, scale, shift, self.sft_half)
             out = self.style_convs[2 * j + 1](out, latent[:, i + 1], noise[i + 1])
             skip = to_rgb(out, latent[:, i + 2], skip)
         return skip
@@ -239,9 +268,10 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = _lrelu(self.conv1(x))
-        out = _lrelu(self.conv2(_resize(out, self.factor)))
-        return out + self.skip(_resize(x, self.factor))
+        out = _lrelu_(self.conv1(x))
+        out = _lrelu_(self.conv2(_resize(out, self.factor)))
+        # into the skip conv's fresh output (autograd-safe: leaky_relu_'s backward needs its own result intact)
+        return _add_(self.skip(_resize(x, self.factor)), out)
 
 
 def _decoder_channels(channel_multiplier: int, narrow: float) -> dict[int, int]:
@@ -312,7 +342,8 @@ class GFPGANv1Clean(nn.Module):
             for container in (self.condition_scale, self.condition_shift):
                 container.append(
                     nn.Sequential(
-                        nn.Conv2d(out_ch, out_ch, 3, 1, 1), nn.LeakyReLU(_SLOPE), nn.Conv2d(out_ch, sft_ch, 3, 1, 1)
+                        nn.Conv2d(out_ch, out_ch, 3, 1, 1), nn.LeakyReLU(_SLOPE, inplace=True),
+                        nn.Conv2d(out_ch, sft_ch, 3, 1, 1),
                     )
                 )
             self.toRGB.append(nn.Conv2d(out_ch, 3, 1))
@@ -350,11 +381,11 @@ class GFPGANv1Clean(nn.Module):
         noise_list = self.stylegan_decoder.stored_noise() if noise is None else self._check_noise(noise, b)
 
         skips: list[torch.Tensor] = []
-        feat = _lrelu(self.conv_body_first(x))
+        feat = _lrelu_(self.conv_body_first(x))
         for block in self.conv_body_down:
             feat = block(feat)
             skips.insert(0, feat)
-        feat = _lrelu(self.final_conv(feat))
+        feat = _lrelu_(self.final_conv(feat))
 
         latent = self.final_linear(feat.reshape(b, -1)).view(b, self.num_latent, self.num_style_feat)
 
