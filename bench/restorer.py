@@ -1,10 +1,17 @@
 """Throughput of the GFP-GAN restorer: faces per second by batch size, against batch 1 in the same run.
 
     python bench/restorer.py                      # CPU: torch fp32 / OpenVINO fp32 / OpenVINO bf16 / torch bf16 (~2-4 min)
+    python bench/restorer.py --network all --rounds 3   # the same four rows for CodeFormer, ParseNet (256 px),
+                                                  # RetinaFace-R50 (640x480), Real-ESRGAN x2/x4 (148-px tile), GFP-GAN
+    python bench/restorer.py --network parsenet --parse-size 512
     python bench/restorer.py --table batches      # CPU, fp32, 8 faces, batches 1/4/8, synthetic weights
     python bench/restorer.py --faces 4 --batches 1,4 --channels-last both
     python bench/restorer.py --device cuda --precision bf16 --faces 64
     python bench/restorer.py --weights ~/.cache/vidrestore/GFPGANv1.4.pth
+
+The other networks (``--network``) always use synthetic checkpoints built by the reference folders' own scripts
+(kept in ``bench/out/``, like GFP-GAN's, so their OpenVINO conversions are cached for the next run); the first
+run converts each network (up to a minute each on 2 cores).
 
 Without ``--weights`` a synthetic checkpoint is built in a temporary folder from the reference key manifest
 (``../shared/reference/gfpgan/make_weights.py``); throughput does not depend on the weight values.
@@ -21,6 +28,7 @@ fraction of the ~790 TFLOP/s dense bf16/fp16 ceiling, and each precision's max a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -41,6 +49,7 @@ from vidrestore.restorers import GFPGANRestorer, build_gfpgan  # noqa: E402
 GFLOP_PER_FACE = 395.54
 CEILING_TFLOPS = 790.0  # dense bf16/fp16 tensor-core peak, H100/H200 class
 REFERENCE = REPO.parent / "shared" / "reference" / "gfpgan"
+NETWORKS = ("codeformer", "parsenet", "retinaface", "realesrgan-x2", "realesrgan-x4")
 
 
 @dataclass
@@ -132,51 +141,143 @@ def _u8(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1) / 2 * 255).round().to(torch.uint8).numpy().astype(np.int16)
 
 
+def _flat(out) -> torch.Tensor:
+    """A network's output as one float tensor (RetinaFace's tuple concatenated)."""
+    return torch.cat([t.float().flatten() for t in out]) if isinstance(out, (tuple, list)) else out.float()
+
+
+def compare(title: str, runs: dict, rounds: int, u8=_u8) -> None:
+    """Time ``runs`` (label -> call; the first is the baseline) interleaved round by round, so machine load hits
+    every row alike; print s/call, ratios per round and the error of each output against the baseline's
+    (``u8``: the output as uint8 levels, or None where that means nothing)."""
+    from vidrestore.device import cpu_has_bf16
+
+    outs = {k: fn() for k, fn in runs.items()}  # warm-up, and the outputs compared
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for rnd in range(rounds):
+        for k, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+        print(f"  round {rnd + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items()),
+              file=sys.stderr, flush=True)
+    first = next(iter(runs))
+    base, ref = statistics.median(times[first]), outs[first]
+    table = []
+    for k in runs:
+        med = statistics.median(times[k])
+        ratios = [a / b for a, b in zip(times[k], times[first])]  # per round: robust to load changes
+        err = (_flat(outs[k]) - _flat(ref)).abs().max().item()
+        p999 = "-" if u8 is None or k == first else f"{np.percentile(np.abs(u8(outs[k]) - u8(ref)), 99.9):.1f}"
+        table.append([k, f"{med:.3f}", f"{base / med:.2f}x", f"{statistics.median(ratios):.2f}",
+                      "-" if k == first else f"{err:.1e}", p999])
+    _print_table(
+        f"{title} on CPU ({torch.get_num_threads()} threads, {rounds} interleaved rounds, "
+        f"CPU bf16: {'yes' if cpu_has_bf16() else 'NO (emulated)'}); ratios are per round, robust to machine load",
+        ["backend", "s/call", f"speed vs {first}", "time ratio (median/round)", "max|err|", "u8 p99.9 err"], table,
+    )
+
+
+def four_ways(torch_fn, ov: dict) -> dict:
+    """torch fp32, OpenVINO fp32, OpenVINO bf16, torch bf16 autocast: the rows of every network's table."""
+
+    def torch_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = torch_fn()
+        return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
+
+    return {"torch fp32": torch_fn, "OpenVINO fp32": lambda: ov["fp32"](), "OpenVINO bf16": lambda: ov["bf16"](),
+            "torch bf16 autocast": torch_bf16}
+
+
 def bench_backends(model, weights: Path, args: argparse.Namespace) -> None:
     """s/face of one GFP-GAN face (batch 1, the CPU stage's call) for torch fp32, OpenVINO fp32, OpenVINO bf16 and
-    torch bf16 autocast, interleaved round by round so machine load hits every row alike; ratios vs torch fp32."""
-    from vidrestore.device import cpu_has_bf16
+    torch bf16 autocast, interleaved; ratios vs torch fp32."""
     from vidrestore.models import openvino as vov
 
     x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(model.noise_shapes())]
     t0 = time.perf_counter()
-    ov32 = vov.gfpgan_openvino(model, weights, "CPU", "fp32")
-    print(f"  OpenVINO {vov.version()} model ready in {time.perf_counter() - t0:.1f} s ({ov32.net.xml})",
+    ov = {p: vov.gfpgan_openvino(model, weights, "CPU", p) for p in ("fp32", "bf16")}
+    print(f"  OpenVINO {vov.version()} model ready in {time.perf_counter() - t0:.1f} s ({ov['fp32'].net.xml})",
           file=sys.stderr, flush=True)
-    ov16 = vov.gfpgan_openvino(model, weights, "CPU", "bf16")
+    runs = four_ways(lambda: model(x, noise), {p: (lambda m=m: m(x, noise)) for p, m in ov.items()})
+    compare("GFP-GAN, one face per call", runs, args.rounds)
 
-    def torch_bf16():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(x, noise).float()
 
-    runs = {"torch fp32": lambda: model(x, noise), "OpenVINO fp32": lambda: ov32(x, noise),
-            "OpenVINO bf16": lambda: ov16(x, noise), "torch bf16 autocast": torch_bf16}
-    outs = {k: fn() for k, fn in runs.items()}  # warm-up, and the outputs compared
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for rnd in range(args.rounds):
-        for k, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-        print(f"  round {rnd + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
-              file=sys.stderr, flush=True)
-    base = statistics.median(times["torch fp32"])
-    ref = outs["torch fp32"]
-    table = []
-    for k in runs:
-        med = statistics.median(times[k])
-        ratios = [a / b for a, b in zip(times[k], times["torch fp32"])]  # per round: robust to load changes
-        err = (outs[k] - ref).abs().max().item()
-        p999 = float(np.percentile(np.abs(_u8(outs[k]) - _u8(ref)), 99.9))
-        table.append([k, f"{med:.2f}", f"{base / med:.2f}x", f"{statistics.median(ratios):.2f}",
-                      "-" if k == "torch fp32" else f"{err:.1e}", "-" if k == "torch fp32" else f"{p999:.1f}"])
-    _print_table(
-        f"GFP-GAN, one face per call on CPU ({torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
-        f"CPU bf16: {'yes' if cpu_has_bf16() else 'NO (emulated)'}); ratios are per round, robust to machine load",
-        ["backend", "s/face", "speed vs torch fp32", "time ratio (median/round)", "max|err|", "u8 p99.9 err"],
-        table,
-    )
+def _reference_weights(out: Path, folder: str, builder: str, call) -> Path:
+    """A synthetic checkpoint built once by a reference folder's own script (kept in bench/out/: the OpenVINO
+    cache beside it is reused by the next run)."""
+    if not out.is_file():
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(builder, REFERENCE.parent / folder / f"{builder}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            call(module, REFERENCE.parent / folder, Path(tmp) / out.name)
+            (Path(tmp) / out.name).replace(out)
+    return out
+
+
+def network_runs(name: str, args: argparse.Namespace, out: Path) -> tuple[str, dict, object]:
+    """The four rows of one auxiliary network (synthetic weights): title, runs, uint8 view of its output."""
+    from vidrestore.models import openvino as vov
+    from vidrestore.models import openvino_nets as von
+
+    gen = torch.Generator().manual_seed(0)
+    precisions = ("fp32", "bf16")
+    if name == "codeformer":
+        from vidrestore.restorers.codeformer import build_codeformer
+
+        ckpt = _reference_weights(out / "synthetic_codeformer.pth", "codeformer", "make_weights_codeformer",
+                                  lambda m, ref, p: torch.save({"params_ema": m.build_state_dict(
+                                      json.loads((ref / "codeformer_keys.json").read_text()))}, p))
+        model = build_codeformer(ckpt).eval().requires_grad_(False)
+        x = torch.rand(1, 3, 512, 512, generator=gen) * 2 - 1
+        ov = {p: vov.codeformer_openvino(model, ckpt, 0.5, "CPU", p) for p in precisions}
+        runs = four_ways(lambda: model(x, w=0.5), {p: (lambda m=m: m(x, w=0.5)) for p, m in ov.items()})
+        return "CodeFormer (w 0.5), one face per call", runs, _u8
+    if name == "parsenet":
+        from vidrestore.faces.parse import load_parser
+
+        ckpt = _reference_weights(out / "synthetic_parsenet.pth", "facexlib", "make_weights_fx",
+                                  lambda m, ref, p: m.build_file(str(ref / "parsenet_keys.json"), str(p)))
+        parser = load_parser(ckpt, device="cpu", backend="torch", parse_size=args.parse_size)
+        ov = {p: load_parser(ckpt, device="cpu", backend="openvino", precision=p, parse_size=args.parse_size)
+              for p in precisions}
+        x = torch.rand(1, 3, args.parse_size, args.parse_size, generator=gen) * 2 - 1
+
+        def mask_u8(logits: torch.Tensor) -> np.ndarray:  # the mask the paste-back uses: 512 px, blurred twice
+            up = torch.nn.functional.interpolate(logits.float(), size=(512, 512), mode="bilinear")
+            return (parser.masks_from_classes(up.argmax(dim=1)) * 255).round().numpy().astype(np.int16)
+
+        runs = four_ways(lambda: parser.model(x)[0], {p: (lambda m=m: m.model(x)[0]) for p, m in ov.items()})
+        return f"ParseNet at {args.parse_size} px (logits; u8 = the blurred 512-px mask), one crop per call", runs, mask_u8
+    if name == "retinaface":
+        from vidrestore.faces.detect import load_detector
+
+        ckpt = _reference_weights(out / "synthetic_retinaface_r50.pth", "facexlib", "make_weights_fx",
+                                  lambda m, ref, p: m.build_file(str(ref / "retinaface_resnet50_keys.json"), str(p)))
+        model = load_detector(ckpt, device="cpu", backend="torch", backbone="resnet50").model
+        ov = {p: load_detector(ckpt, device="cpu", backend="openvino", precision=p, backbone="resnet50").model
+              for p in precisions}
+        x = torch.randn(1, 3, 480, 640, generator=gen) * 60
+        runs = four_ways(lambda: model(x), {p: (lambda m=m: m(x)) for p, m in ov.items()})
+        return "RetinaFace-R50, one 640x480 frame per call (raw outputs)", runs, None
+    scale = int(name[-1])
+    from vidrestore.models.rrdbnet import build_rrdbnet
+
+    ckpt = _reference_weights(out / f"synthetic_rrdbnet_x{scale}.pth", "realesrgan", "make_weights_rrdb",
+                              lambda m, ref, p: torch.save(m.make_checkpoint(json.loads(
+                                  (ref / f"rrdbnet_x{scale}plus_keys.json").read_text())), p))
+    model = build_rrdbnet(ckpt, scale)
+    ov = {p: von.rrdbnet_openvino(model, ckpt, "CPU", p) for p in precisions}
+    side = args.tile + 20  # one tile with tile_pad 10 on each side
+    x = torch.rand(1, 3, side, side, generator=gen)
+    runs = four_ways(lambda: model(x), {p: (lambda m=m: m(x)) for p, m in ov.items()})
+    u8 = lambda t: (t.float().clamp(0, 1) * 255).round().numpy().astype(np.int16)  # noqa: E731
+    return f"Real-ESRGAN x{scale}, one {side}x{side} tile per call", runs, u8
 
 
 def bench_cuda(model, args: argparse.Namespace, device: torch.device) -> None:
@@ -223,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3, help="CPU backend table: interleaved rounds (default 3)")
     p.add_argument("--table", default="auto", choices=["auto", "backends", "batches", "both"],
                    help="CPU: the backend table (default; needs the openvino extra), the batch sweep, or both")
+    p.add_argument("--network", default="gfpgan", choices=["gfpgan", *NETWORKS, "all"],
+                   help="CPU: the network of the backend table (default gfpgan; 'all': one table each)")
+    p.add_argument("--parse-size", type=int, default=256, help="ParseNet's input side (default 256, the CLI's)")
+    p.add_argument("--tile", type=int, default=128, help="Real-ESRGAN tile side, plus 2x10 pad (default 128)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -237,6 +342,14 @@ def main(argv: list[str] | None = None) -> None:
     # synthetic weights are kept in bench/out/ (ignored) so the OpenVINO conversion cached beside them is reused
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
+    if not cuda and args.network != "gfpgan":
+        with torch.inference_mode():
+            for name in NETWORKS if args.network == "all" else (args.network,):
+                print(f"{name}: synthetic weights; torch {torch.__version__}", flush=True)
+                title, runs, u8 = network_runs(name, args, out)
+                compare(title, runs, args.rounds, u8)
+        if args.network != "all":
+            return
     weights = args.weights or out / "synthetic_gfpgan_v1clean.pth"
     if not weights.is_file():
         with tempfile.TemporaryDirectory(dir=out) as tmp:

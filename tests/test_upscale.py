@@ -346,8 +346,8 @@ def test_load_upscaler_names_the_official_files(
         return ckpt[4] if name == "RealESRGAN_x4plus.pth" else ckpt[2]
 
     monkeypatch.setattr(weights, "resolve_weights", fake_resolve)
-    u1 = load_upscaler(1, device="cpu", weights_dir="/somewhere")
-    u4 = load_upscaler(4, device="cpu", tile=0)
+    u1 = load_upscaler(1, device="cpu", weights_dir="/somewhere", backend="torch")
+    u4 = load_upscaler(4, device="cpu", tile=0, backend="torch")
     assert calls == [("RealESRGAN_x2plus.pth", "/somewhere"), ("RealESRGAN_x4plus.pth", None)]
     assert isinstance(u1, RealESRGANUpscaler) and u1.model_scale == 2 and u1.scale == 1.0
     assert u4.model_scale == 4 and u4.scale == 4.0 and u4.options.tile == 0
@@ -411,6 +411,57 @@ def test_scale_affine_gfpgan_convention() -> None:
             assert np.allclose(m, invert_affine(paste_affine(a, int(s))), atol=1e-9)
     assert np.array_equal(scale_affine(a, 1), a)
     assert np.array_equal(a, a_copy)
+
+
+# OpenVINO (issue 17): the converted RRDBNet (dynamic frame size) against torch and the official outputs
+
+
+@pytest.fixture(scope="module")
+def ov_up(ckpt: dict[int, Path]) -> RealESRGANUpscaler:
+    """Converts once (first load: writes the cache beside the synthetic checkpoint)."""
+    return load_upscaler(2, device="cpu", tile=0, tile_pad=10, weights=ckpt[2], backend="openvino")
+
+
+def test_openvino_upscaler_matches_torch_whole_frame_and_tiled(ref: Path, up: RealESRGANUpscaler,
+                                                               ov_up: RealESRGANUpscaler) -> None:
+    from vidrestore.models.openvino_nets import OVRRDBNet
+
+    assert ov_up.backend == "openvino" and isinstance(ov_up.model, OVRRDBNet) and "openvino" in repr(ov_up)
+    assert up.backend == "torch" and isinstance(up.model, RRDBNet)
+    frame = _bgr_in(ref, "enhance_input_bgr_uint8_150x110.npy")
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+    whole = ov_up.enhance_raw(x)
+    assert (whole - up.enhance_raw(x)).abs().max().item() <= MODEL_TOL
+    assert np.abs(whole.numpy() - np.load(ref / "enhance_x2plus_tile0_rgb_float32_unclamped.npy")).max() <= MODEL_TOL
+    tiled = ov_up.with_options(tile=64, tile_pad=10)  # tiles of 84, 74, 70... px: one dynamic graph runs them all
+    assert tiled.backend == "openvino" and tiled.tile_for(150, 110) == 64
+    got = tiled.enhance_raw(x)
+    assert (got - up.with_options(tile=64, tile_pad=10).enhance_raw(x)).abs().max().item() <= MODEL_TOL
+    want = np.load(ref / "enhance_x2plus_tile64_pad10_rgb_float32_unclamped.npy")
+    assert np.abs(got.numpy() - want).max() <= MODEL_TOL
+    _assert_close_int(_to_bgr(tiled.upscale(frame)), np.load(ref / "enhance_x2plus_tile64_pad10_bgr_uint8.npy"))
+
+
+def test_openvino_upscaler_cache_reused_and_bf16_within_bound(ref: Path, ckpt: dict[int, Path], up: RealESRGANUpscaler,
+                                                              ov_up: RealESRGANUpscaler,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidrestore import device as vdevice
+    from vidrestore.models import openvino as vov
+
+    monkeypatch.setattr(vov, "convert", lambda *a, **k: pytest.fail("converted again"))
+    again = load_upscaler(2, device="cpu", tile=0, weights=ckpt[2], backend="openvino")
+    assert again.model.net.xml == ov_up.model.net.xml == next(ckpt[2].parent.glob(".openvino/*rrdbnet*.xml"))
+    frame = _bgr_in(ref, "enhance_input_bgr_uint8_37x53.npy")
+    want = up.upscale(frame)
+    assert np.abs(again.upscale(frame).astype(int) - want.astype(int)).max() <= 1
+    if not vdevice.cpu_has_bf16():
+        with pytest.raises(DeviceError):
+            load_upscaler(2, device="cpu", weights=ckpt[2], backend="openvino", precision="bf16")
+        return
+    bf16 = load_upscaler(2, device="cpu", tile=0, weights=ckpt[2], backend="openvino", precision="bf16")
+    assert bf16.model.net.precision == "bf16" and bf16.model.net.xml == ov_up.model.net.xml
+    err = np.abs(bf16.upscale(frame).astype(int) - want.astype(int))
+    assert np.percentile(err, 99.9) <= 6  # issue 17's bf16 bound (uint8 levels)
 
 
 @pytest.mark.gpu

@@ -35,6 +35,7 @@ from ..errors import CheckpointError, UsageError, WeightsError
 from ..models.checkpoint import StateDict, clean_state_dict, load_into, read_checkpoint
 from ..models.retinaface import BGR_MEAN, RetinaFace, backbone_from_keys, decode_boxes, decode_landmarks, prior_boxes
 from .face import Face
+from .regions import detect_in_crops
 
 _O = TypeVar("_O")
 
@@ -270,6 +271,10 @@ class RetinaFaceDetector:
     def __call__(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         return self.detect(frames)
 
+    def detect_regions(self, frame: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> list[list[Face]]:
+        """Faces found in each ``(x0, y0, x1, y1)`` crop of ``frame``, in the frame's pixels (faces/regions.py)."""
+        return detect_in_crops(self.detect, frame, boxes)
+
     def _run(self, frames: Sequence[np.ndarray], filtered: bool) -> list[np.ndarray]:
         frames = [_check_frame(i, f) for i, f in enumerate(frames)]
         out: list[np.ndarray | None] = [None] * len(frames)
@@ -346,6 +351,7 @@ def load_detector(
     weights_dir: str | os.PathLike[str] | None = None,
     backbone: str | None = None,
     backend: str = "auto",
+    precision: str = "fp32",
     **options: object,
 ) -> RetinaFaceDetector:
     """Build a :class:`RetinaFaceDetector` from a known name or a checkpoint path.
@@ -356,12 +362,13 @@ def load_detector(
     file) is loaded directly; its backbone comes from ``backbone``, else the file name, else the keys.
     ``options`` are :class:`DetectorOptions` fields. ``backend``: ``"torch"``, ``"openvino"`` or ``"auto"``
     (OpenVINO on the CPU when the extra is installed; converted once with a dynamic frame size, cached beside the
-    weights; fp32, max diff ~1e-5), as for :func:`vidrestore.restorers.load_restorer`.
+    weights; fp32, max diff ~1e-5), as for :func:`vidrestore.restorers.load_restorer`. ``precision`` applies to
+    the OpenVINO network (bf16 where the CPU has it: landmarks move < 0.25 px); the torch network runs fp32.
     """
     from ..models.openvino import choose_backend
 
     opts = options_from(DetectorOptions, "detector", options)
-    chosen = choose_backend(backend, device)
+    chosen = choose_backend(backend, device, precision)
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
@@ -383,7 +390,7 @@ def load_detector(
         from ..device import openvino_device
         from ..models.openvino import retinaface_openvino
 
-        model = retinaface_openvino(model.eval(), path, openvino_device(device))  # type: ignore[assignment]
+        model = retinaface_openvino(model.eval(), path, openvino_device(device), precision)  # type: ignore[assignment]
     detector = RetinaFaceDetector(model.to(dev), opts)
     detector.backend = chosen
     return detector

@@ -71,6 +71,8 @@ class ParserOptions:
 class FaceParser:
     """ParseNet face masks for aligned crops; see the module docstring for the steps."""
 
+    backend: str = "torch"  # "openvino" when load_parser put the converted network in ``model``
+
     def __init__(self, model: ParseNet, options: ParserOptions | None = None, **overrides: object) -> None:
         self.model = model.eval()
         self.options = replace(options or ParserOptions(), **overrides)  # type: ignore[arg-type]
@@ -160,11 +162,20 @@ def load_parser(
     name_or_path: str | os.PathLike[str] = "parsenet",
     device: str | torch.device | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
+    backend: str = "auto",
+    precision: str = "fp32",
     **options: object,
 ) -> FaceParser:
     """Build a :class:`FaceParser` from ``"parsenet"`` (``parsing_parsenet.pth``, found or downloaded by
-    :func:`vidrestore.weights.resolve_weights`) or a checkpoint path. ``options`` are :class:`ParserOptions` fields."""
+    :func:`vidrestore.weights.resolve_weights`) or a checkpoint path. ``options`` are :class:`ParserOptions` fields.
+
+    ``backend``: ``"torch"``, ``"openvino"`` or ``"auto"`` (OpenVINO on the CPU when the extra is installed;
+    converted once at ``parse_size``, cached beside the weights). ``precision`` applies to the OpenVINO network
+    (``bf16`` where the CPU has it: the mask moves by a few levels of 255 at most); the torch network runs fp32."""
+    from ..models.openvino import choose_backend
+
     opts = options_from(ParserOptions, "parser", options)
+    chosen = choose_backend(backend, device, precision)
     dev = resolve_device(device)
     text = os.fspath(name_or_path)
     files = dict(PARSER_FILES)
@@ -178,4 +189,14 @@ def load_parser(
             raise WeightsError(f"unknown parser {text!r}: not a file, and not one of {', '.join(files)}")
     model = ParseNet()
     load_into(model, path, "ParseNet", remap=fill_bn_counters(model))
-    return FaceParser(model.to(dev), opts)
+    if chosen == "openvino":
+        from ..device import openvino_device
+        from ..models.openvino_nets import parsenet_openvino
+
+        ov = parsenet_openvino(model.eval().requires_grad_(False), path, opts.parse_size, openvino_device(device),
+                               precision)
+        parser = FaceParser(ov, opts)  # type: ignore[arg-type]
+    else:
+        parser = FaceParser(model.to(dev), opts)
+    parser.backend = chosen
+    return parser

@@ -12,6 +12,8 @@ for the CPU (or an Intel GPU: the device name is the only difference), called li
 * The compiled network is an ``nn.Module`` without parameters (:class:`OVModule`): ``.eval()``, ``.to()`` and
   ``requires_grad_`` do nothing, and ``forward`` takes and returns CPU float32 tensors. Calls are serialised by a
   lock (one infer request); a second thread waits rather than sharing it.
+
+The restorers' and the detector's adapters are here; ParseNet's and RRDBNet's are in :mod:`.openvino_nets`.
 """
 
 from __future__ import annotations
@@ -59,9 +61,19 @@ def version() -> str:
     return str(_ov().__version__)
 
 
-def choose_backend(backend: str, device: str | torch.device | None) -> str:
+def choose_backend(backend: str, device: str | torch.device | None, precision: str | None = None) -> str:
     """``auto`` → ``openvino`` on the CPU (or an Intel ``gpu``) when the extra is installed, else ``torch``.
-    ``openvino`` on a CUDA or MPS device, or without the extra, is refused with one line."""
+    ``openvino`` on a CUDA or MPS device, or without the extra, is refused with one line, and so is a
+    ``precision`` the OpenVINO device lacks (given for the networks whose torch twin ignores it)."""
+    chosen = _choose(backend, device)
+    if chosen == "openvino" and precision is not None:
+        from ..device import check_precision, is_openvino_gpu, resolve_device
+
+        check_precision(precision, device if is_openvino_gpu(device) else resolve_device(device))
+    return chosen
+
+
+def _choose(backend: str, device: str | torch.device | None) -> str:
     from ..device import is_openvino_gpu
 
     if backend not in BACKENDS:
@@ -248,7 +260,7 @@ class _Fixed(nn.Module):
 
 
 class OVPerItem(nn.Module):
-    """A one-input network (CodeFormer at a fixed ``w``, RestoreFormer, ParseNet, RRDBNet tiles) converted at batch 1,
+    """A one-input network (CodeFormer at a fixed ``w``, RestoreFormer) converted at batch 1,
     called like the torch module: items run one by one. ``fixed`` are the keyword options baked into the graph;
     a call with another value is refused (it would need another conversion). ``attrs`` are copied from the torch
     module (``img_size``, ``resolution``...) for code that reads them."""

@@ -73,7 +73,7 @@ def build_models(options: RestoreOptions) -> Models:
 
         upscaler = load_upscaler(
             options.upscale, method=options.bg_upsampler, device=options.device, weights_dir=options.weights_dir,
-            tile=options.tile, tile_pad=options.tile_pad, precision=options.precision,
+            tile=options.tile, tile_pad=options.tile_pad, precision=options.precision, backend=options.backend,
         )
     if not faces:
         return Models(upscaler=upscaler, device=options.device)
@@ -97,13 +97,15 @@ def build_models(options: RestoreOptions) -> Models:
         # an Intel gpu (OpenVINO) leaves the restorer's tensors on the CPU: the detector is told the gpu itself
         det_device = options.device if is_openvino_gpu(options.device) else device
         detector = load_detector(options.detector, device=det_device, weights_dir=options.weights_dir,
-                                 batch_size=detect_batch, backend=options.backend)
+                                 batch_size=detect_batch, backend=options.backend, precision=options.precision)
     parser = extra.get("parser")
     if parser is None and options.parse and options.strength > 0:
+        from ..device import is_openvino_gpu
         from ..faces.parse import load_parser
 
-        parser = load_parser("parsenet", device=device, weights_dir=options.weights_dir,
-                             parse_size=options.parse_size)
+        parse_device = options.device if is_openvino_gpu(options.device) else device  # as the detector's
+        parser = load_parser("parsenet", device=parse_device, weights_dir=options.weights_dir,
+                             parse_size=options.parse_size, backend=options.backend, precision=options.precision)
     return Models(detector, restorer, parser, upscaler, device)
 
 
@@ -120,6 +122,7 @@ def build_stage(
     extra = options.extra
     face_options = FaceOptions(
         detect_every=options.detect_every,
+        scan_every=options.scan_every,
         batch_size=options.batch_size,
         min_face=options.min_face,
         only_center_face=options.only_center_face,

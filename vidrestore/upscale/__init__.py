@@ -63,6 +63,7 @@ def load_upscaler(
     outscale: float | None = None,
     weights: str | Path | None = None,
     channels_last: bool | None = None,
+    backend: str = "auto",
 ) -> RealESRGANUpscaler | LanczosUpscaler:
     """An upscaler by method and output factor.
 
@@ -71,6 +72,8 @@ def load_upscaler(
     name). Options, device and precision are checked before any weights are read. Raises
     :class:`UsageError` (bad options), :class:`DeviceError`, :class:`WeightsError` (missing, cannot download)
     or :class:`CheckpointError` (not an RRDBNet checkpoint of that scale). ``"lanczos"`` needs no weights.
+    ``backend``: ``"torch"``, ``"openvino"`` or ``"auto"`` (OpenVINO on the CPU when the extra is installed:
+    converted once with a dynamic frame size, cached beside the weights, compiled with ``precision``).
     """
 
     opts = UpscaleOptions(
@@ -80,11 +83,20 @@ def load_upscaler(
     dev = resolve_device(device)
     if method == "lanczos":
         return LanczosUpscaler(opts.final_scale, dev)
-    _check_precision(precision, dev)
+    from ..device import is_openvino_gpu
+    from ..models.openvino import choose_backend
+
+    chosen = choose_backend(backend, device)
+    _check_precision(precision, device if chosen == "openvino" and is_openvino_gpu(device) else dev)
     from ..models.rrdbnet import RRDBNET_FILES, build_rrdbnet
     from ..weights import resolve_weights
 
     path = resolve_weights(weights if weights is not None else RRDBNET_FILES[opts.model_scale], weights_dir=weights_dir)
     model = build_rrdbnet(path, opts.model_scale, dev)
-    return RealESRGANUpscaler(model, opts, channels_last)
+    if chosen == "openvino":
+        from ..device import openvino_device
+        from ..models.openvino_nets import rrdbnet_openvino
+
+        model = rrdbnet_openvino(model, path, openvino_device(device), precision)  # type: ignore[assignment]
+    return RealESRGANUpscaler(model, opts, channels_last, chosen)
 

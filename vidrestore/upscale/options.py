@@ -48,9 +48,10 @@ class UpscaleOptions:
     ``scale``: output factor 1, 2 or 4. ``method``: ``"realesrgan"`` or ``"lanczos"``. ``tile``: tile side in
     input pixels, ``0`` untiled, ``None`` automatic (see the module docstring). ``tile_pad``: context around each
     tile. ``pre_pad``: reflect padding on the bottom/right before the model (GFPGAN 0, ``RealESRGANer`` 10).
-    ``precision``: ``"fp32"``, or ``"fp16"``/``"bf16"`` (CUDA autocast). ``outscale``: final factor when it is
-    not ``scale`` (as ``enhance(outscale=...)``). ``alpha_upsampler``: RGBA frames' alpha through the model
-    (``"realesrgan"``, the official default) or ``cv2.resize`` INTER_LINEAR (``"linear"``).
+    ``precision``: ``"fp32"``, or ``"fp16"``/``"bf16"`` (CUDA autocast; bf16 also on a CPU that has it).
+    ``outscale``: final factor when it is not ``scale`` (as ``enhance(outscale=...)``). ``alpha_upsampler``:
+    RGBA frames' alpha through the model (``"realesrgan"``, the official default) or ``cv2.resize``
+    INTER_LINEAR (``"linear"``).
     """
 
     scale: int = 2

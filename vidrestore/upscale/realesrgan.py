@@ -25,7 +25,8 @@ Deliberate differences from ``RealESRGANer``:
   images, where reflect padding cannot be wider than the image.
 * No tile progress is printed, and an error inside a tile propagates (the official code prints it and pastes a
   stale tile).
-* ``fp16``/``bf16`` run under CUDA autocast (official: ``model.half()``), CUDA only.
+* ``fp16``/``bf16`` run under CUDA autocast (official: ``model.half()``); ``bf16`` also on a CPU that has it
+  (torch autocast, or the OpenVINO network compiled with the bf16 hint: ``backend="openvino"``).
 
 Options, scales and tiles: :mod:`vidrestore.upscale.options`.
 """
@@ -58,6 +59,7 @@ class RealESRGANUpscaler:
         model: torch.nn.Module,
         options: UpscaleOptions,
         channels_last: bool | None = None,
+        backend: str = "torch",
     ) -> None:
         if options.method != "realesrgan":
             raise UsageError(f"RealESRGANUpscaler needs method 'realesrgan', got {options.method!r}")
@@ -65,7 +67,9 @@ class RealESRGANUpscaler:
         if model_scale != options.model_scale:
             raise UsageError(f"options want an x{options.model_scale} model, got x{model_scale}")
         self.device = next(model.parameters()).device
-        _check_precision(options.precision, self.device)
+        self.backend = backend  # "openvino": ``model`` is the converted network, its precision compiled in
+        if backend == "torch":
+            _check_precision(options.precision, self.device)
         self.model = model.eval()
         self.options = options
         self.channels_last = (self.device.type == "cuda") if channels_last is None else bool(channels_last)
@@ -90,12 +94,13 @@ class RealESRGANUpscaler:
         o = self.options
         return (
             f"RealESRGANUpscaler(scale={o.final_scale:g}, model=x{o.model_scale}, device={str(self.device)!r}, "
-            f"tile={o.tile}, tile_pad={o.tile_pad}, pre_pad={o.pre_pad}, precision={o.precision!r})"
+            f"tile={o.tile}, tile_pad={o.tile_pad}, pre_pad={o.pre_pad}, precision={o.precision!r}, "
+            f"backend={self.backend!r})"
         )
 
     def with_options(self, **changes: object) -> RealESRGANUpscaler:
         """The same model with other options (tile, pads, outscale, …; not another model scale)."""
-        return RealESRGANUpscaler(self.model, replace(self.options, **changes), self.channels_last)
+        return RealESRGANUpscaler(self.model, replace(self.options, **changes), self.channels_last, self.backend)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         return output_size(height, width, self.scale)
@@ -119,7 +124,7 @@ class RealESRGANUpscaler:
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision, self.device.type):
+        with autocast(self.precision if self.backend == "torch" else "fp32", self.device.type):
             return self.model(x).float()
 
     def _tiled(self, img: torch.Tensor, tile: int) -> torch.Tensor:
