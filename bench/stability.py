@@ -11,11 +11,13 @@ the error, :func:`vidrestore.faces.report.landmark_jitter` with truth).
 
     python bench/stability.py                                  # position table (detector on CPU, ~25 s)
     python bench/stability.py --flicker /tmp/w/GFPGANv1.4.pth  # + flicker, blending on/off (~5 min on 2 cores)
-    python bench/stability.py --cases smooth --flicker codeformer.pth --flicker-frames 12
+    python bench/stability.py --cases '' --flicker GFPGANv1.4.pth codeformer.pth --cache /tmp/rec   # flicker only
+    python bench/stability.py --cases '' --flicker codeformer.pth --clips still --flicker-frames 12 --cache /tmp/rec
 
 Synthetic weights: ``python ../shared/reference/gfpgan/make_weights.py ../shared/reference/gfpgan/gfpgan_v1clean_keys.json
 /tmp/w/GFPGANv1.4.pth`` (CodeFormer: ``../shared/reference/codeformer/make_weights_codeformer.py``). One restorer pass
-per clip is recorded and replayed for every blending variant (blending runs after the restorer).
+per clip is recorded and replayed for every blending variant (blending runs after the restorer); ``--cache``
+keeps the recordings, so a rerun costs seconds (CodeFormer on the CPU: ~10 s a face on 2 busy cores).
 
 The clip builders and metrics are imported by tests/test_stability.py.
 """
@@ -74,6 +76,8 @@ def _ease(u: float) -> float:
 def path(case: str, t: int, n: int = FRAMES) -> tuple[float, float, np.ndarray]:
     """(scale, angle°, face centre in the frame) of ``case`` at frame ``t``."""
     mid = np.array([SIZE / 2, SIZE / 2 + 8])
+    if case == "still":  # does not move (texture shimmer: only the detector's noise moves the crop)
+        return SCALE, 0.0, mid
     if case == "slow":  # drifts a few px (flicker clips)
         return SCALE, 0.0, mid + np.array([6 * np.sin(2 * np.pi * t / 24), 2 * np.cos(2 * np.pi * t / 20)])
     if case == "smooth":  # a sinusoid, up to ~8 px/frame
@@ -332,42 +336,78 @@ def blending_variants():
 
     return [
         ("off", None),
-        ("output-gated EMA 0.5 (before)", TemporalOptions(strength=0.5, gate="output")),
-        ("input-gated EMA 0.5 (default)", TemporalOptions(strength=0.5)),
-        ("input-gated EMA 0.8", TemporalOptions(strength=0.8)),
+        ("EMA 0.5, not compensated (before)", TemporalOptions(strength=0.5, compensate=False)),
+        ("EMA 0.5 (default)", TemporalOptions(strength=0.5)),
+        ("EMA 0.8 (CodeFormer's default)", TemporalOptions(strength=0.8)),
     ]
 
 
-def flicker_table(image, ref, weights: Path, frames: int) -> list[tuple]:
-    """GFPGAN (``weights``) flicker with each blending variant, and the identity restorer's mouth ghost."""
+FLICKER_CLIPS = ("slow", "still", "mouth")
+
+
+def flicker_clip(image, ref, name: str, frames: int) -> Clip:
+    """``slow``: the astronaut drifting a few px; ``still``: not moving, with a little sensor noise (Gaussian, 2
+    levels, seeded; what makes a still face's texture shimmer); ``mouth``: drifting, the mouth opening and closing."""
+    if name == "mouth":
+        return make_clip(image, ref, "slow", frames, mouth=open_mouth(image, ref))
+    clip = make_clip(image, ref, name, frames)
+    if name == "still":
+        rng = np.random.default_rng(0)
+        clip.frames = [np.clip(f + rng.normal(0, 2.0, f.shape), 0, 255).astype(np.uint8) for f in clip.frames]
+    return clip
+
+
+def recorded(recorder_for, clip: Clip, detector, cache: Path | None, key: str) -> dict:
+    """The restorer's outputs for ``clip`` (one pass; kept in ``cache/key.pkl`` when given, to replay later)."""
+    import pickle
+
+    file = cache / f"{key}.pkl" if cache is not None else None
+    if file is not None and file.is_file():
+        return pickle.loads(file.read_bytes())
+    recorder = RecordingRestorer(recorder_for())
+    run_stage(clip, detector, recorder)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(pickle.dumps(recorder.cache))
+    return recorder.cache
+
+
+def flicker_table(image, ref, weights: list[Path], frames: int, clips=FLICKER_CLIPS, cache: Path | None = None,
+                  variants=None) -> list[tuple]:
+    """Per clip and restorer (``weights``: checkpoints), the flicker with each blending variant, and the identity
+    restorer's mouth ghost (the same for every restorer). ``cache``: a folder keeping each restorer pass."""
     from vidrestore.restorers import load_restorer
 
     detector = CachedDetector(load_real_detector())
-    recorder = RecordingRestorer(load_restorer(weights, device="cpu"))
-    clips = {"slow": make_clip(image, ref, "slow", frames),
-             "mouth": make_clip(image, ref, "slow", frames, mouth=open_mouth(image, ref))}
     rows = []
-    for name, clip in clips.items():
-        run_stage(clip, detector, recorder)  # one restorer pass per clip
-        for label, opts in blending_variants():
-            replay = ReplayRestorer(recorder.cache)
-            f_in, f_out, _, _ = run_stage(clip, detector, replay, opts)
-            _, _, g_mean, g_max = run_stage(clip, detector, IdentityCrops(), opts)
-            rows.append((name, label, f_in, f_out, g_mean, g_max, replay.misses))
+    for name in clips:
+        clip = flicker_clip(image, ref, name, frames)
+        ghosts = {label: run_stage(clip, detector, IdentityCrops(), opts)[2:]
+                  for label, opts in variants or blending_variants()}
+        for w in weights:
+            key = f"{w.stem}_{name}_{frames}"
+            outputs = recorded(lambda: load_restorer(w, device="cpu"), clip, detector, cache, key)
+            for label, opts in variants or blending_variants():
+                replay = ReplayRestorer(outputs)
+                f_in, f_out, _, _ = run_stage(clip, detector, replay, opts)
+                rows.append((name, w.stem, label, f_in, f_out, *ghosts[label], replay.misses))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--flicker", type=Path, metavar="GFPGAN.pth",
-                    help="also measure flicker with blending on/off with this GFPGAN checkpoint (e.g. the synthetic "
-                         "weights: python ../shared/reference/gfpgan/make_weights.py KEYS OUT); ~6 min on 2 busy cores")
+    ap.add_argument("--flicker", type=Path, nargs="+", metavar="WEIGHTS.pth",
+                    help="also measure flicker with blending on/off with these restorer checkpoints (e.g. the synthetic "
+                         "weights: python ../shared/reference/gfpgan/make_weights.py KEYS OUT); GFPGAN ~1 min, "
+                         "CodeFormer ~4 min per clip of 20 frames on 2 busy cores")
     ap.add_argument("--flicker-frames", type=int, default=20)
+    ap.add_argument("--clips", default=",".join(FLICKER_CLIPS), help="flicker clips: slow, still, mouth")
+    ap.add_argument("--cache", type=Path, help="keep each restorer pass here and replay it on the next run")
     args = ap.parse_args(argv)
     image, ref = _astronaut()
     t0 = time.perf_counter()
-    rows = position_table(image, ref, args.cases.split(","))
+    rows = position_table(image, ref, [c for c in args.cases.split(",") if c])
     print(f"{'case':10} {'raw max':>8} {'raw mean':>8} {'raw jit':>8} | {'paste max':>9} {'paste mean':>10} "
           f"{'paste jit':>9} {'jit ratio':>9} {'lmeds ratio':>11}")
     for case, r, s, before in rows:
@@ -380,11 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.flicker:
         t0 = time.perf_counter()
-        print(f"\n{'clip':6} {'blending':30} {'flicker in':>10} {'out':>6} {'out/in':>6} | {'mouth ghost':>11} {'max':>5}")
-        for name, label, f_in, f_out, g_mean, g_max, misses in flicker_table(image, ref, args.flicker,
-                                                                             args.flicker_frames):
+        print(f"\n{'clip':6} {'restorer':12} {'blending':34} {'flicker in':>10} {'out':>6} {'out/in':>6} | "
+              f"{'mouth ghost':>11} {'max':>5}")
+        for name, rest, label, f_in, f_out, g_mean, g_max, misses in flicker_table(
+                image, ref, args.flicker, args.flicker_frames, args.clips.split(","), args.cache):
             note = f"  ({misses} crops not replayed)" if misses else ""
-            print(f"{name:6} {label:30} {f_in:10.2f} {f_out:6.2f} {f_out / f_in:6.2f} | {g_mean:11.2f} {g_max:5.2f}{note}")
+            print(f"{name:6} {rest[:12]:12} {label:34} {f_in:10.2f} {f_out:6.2f} {f_out / max(f_in, 1e-9):6.2f} | "
+                  f"{g_mean:11.2f} {g_max:5.2f}{note}")
         print("(flicker: the stage's motion-compensated face-region mean |Δ| between frames, levels; mouth ghost: "
               f"identity restorer, mean |output − input| over the mouth, levels; {time.perf_counter() - t0:.0f} s)")
     return 0

@@ -271,7 +271,7 @@ def test_codeformer_openvino_matches_torch_and_keys_fidelity(tmp_path_factory: p
     with torch.inference_mode():
         ref = model(x, w=0.5)
     assert (ov(x, w=0.5) - ref).abs().max().item() <= FP32_TOL
-    config = {"network": "codeformer", "w": 0.5, "shapes": [[1, 3, 64, 64]]}
+    config = {"network": "codeformer", "w": 0.5, "shapes": [[1, 3, 64, 64]], "code": vov.code_version()}
     assert vov.cache_path(ckpt, config) == ov.net.xml
     assert vov.cache_path(ckpt, {**config, "w": 0.7}) != ov.net.xml  # another fidelity, another graph and key
     with pytest.raises(ValueError):
@@ -311,6 +311,19 @@ def test_cache_beside_the_weights_unless_that_folder_is_read_only(tmp_path: Path
     finally:
         (tmp_path / "shared").chmod(0o755)
     assert net.net.xml.parent == user and not (tmp_path / "shared" / ".openvino").exists()
+
+
+def test_new_network_code_converts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key covers the network code: a release whose models changed does not read the old graph."""
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval().requires_grad_(False)
+    x = torch.rand(1, 3, 8, 8)
+    _checkpoint(conv, tmp_path / "conv.pth")
+    first = vov.network_openvino(conv, tmp_path / "conv.pth", x, "conv").net.xml
+    assert vov.network_openvino(conv, tmp_path / "conv.pth", x, "conv").net.xml == first  # same code: reused
+    monkeypatch.setattr(vov, "code_version", lambda: "another release")
+    second = vov.network_openvino(conv, tmp_path / "conv.pth", x, "conv").net.xml
+    assert second != first and first.is_file() and second.is_file()
 
 
 def test_retinaface_bf16_moves_landmarks_under_a_third_of_a_pixel(retinaface_pair, astronaut: np.ndarray,

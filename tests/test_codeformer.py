@@ -330,3 +330,19 @@ def test_cuda_precisions(cf_ckpt: Path, cf_ref: Path) -> None:
         low = r.restore_tensor(x).cpu()
         assert torch.isfinite(low).all()
         assert (low - ref).abs().mean().item() < 0.03
+
+
+def test_bf16_is_refused_before_any_weights_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 changes CodeFormer's codebook choices (bench/restorer.py --network codeformer: p99.9 74 levels), so it
+    is refused in one line, by name before a download and for a checkpoint file once its keys say CodeFormer."""
+    monkeypatch.setattr("vidrestore.device.cpu_has_bf16", lambda: True)
+    with pytest.raises(UsageError) as info:
+        load_face_restorer("codeformer", device="cpu", precision="bf16", weights_dir=tmp_path)
+    assert "bf16" in _one_line(info.value) and list(tmp_path.iterdir()) == []
+
+
+def test_bf16_is_refused_for_a_codeformer_file(cf_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vidrestore.device.cpu_has_bf16", lambda: True)
+    with pytest.raises(UsageError) as info:
+        load_face_restorer(cf_ckpt, device="cpu", precision="bf16")
+    assert "fp32" in _one_line(info.value)

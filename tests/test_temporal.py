@@ -151,3 +151,53 @@ def test_face_temporal_difference():
     assert face_temporal_difference(t) == pytest.approx(10.0)
     m = face_region_mask()
     assert m.shape == (512, 512) and 0.25 < m.mean() < 0.45 and m[300, 256] and not m[10, 10]
+
+
+def _face_like(seed: int = 3) -> np.ndarray:
+    """A smooth 512 px picture with structure everywhere (ECC needs gradients)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(30, 220, (24, 24, 3)).astype(np.float32)
+    return cv2.resize(small, (512, 512), interpolation=cv2.INTER_CUBIC)
+
+
+def test_residual_motion_finds_a_known_shift_and_refuses_nonsense():
+    import cv2
+
+    from vidrestore.faces.temporal import residual_motion
+
+    a = _face_like()
+    for tx, ty in [(2.5, -1.25), (0.6, 0.3), (6.0, 2.0)]:
+        b = cv2.warpAffine(a, np.float32([[1, 0, tx], [0, 1, ty]]), (512, 512), borderMode=cv2.BORDER_REPLICATE)
+        warp = residual_motion(a, b)  # current pixel -> previous pixel
+        assert warp is not None and np.abs(warp[:, 2] - [-tx, -ty]).max() <= 0.35, (tx, ty, warp)
+    assert np.abs(residual_motion(a, a) - np.eye(2, 3)).max() <= 1e-3
+    flat = np.full((512, 512, 3), 128.0, np.float32)
+    assert residual_motion(flat, a) is None  # nothing to align on: no compensation
+
+
+def test_compensated_blend_follows_a_drifting_input_without_double_edges():
+    """The input drifts 1.5 px a frame in aligned space (what is left of the face's motion after alignment); the
+    restorer adds fresh noise. Compensated, the blend follows the input (no smeared or doubled edges) and still
+    averages the noise; uncompensated, the gate closes on every edge and the noise stays there."""
+    import cv2
+
+    base = _face_like(5)
+    rng = np.random.default_rng(0)
+    outs = {}
+    for comp in (True, False):
+        blender = TemporalBlender(TemporalOptions(strength=0.8, compensate=comp))
+        err, noise_left = [], []
+        for i in range(8):
+            m = np.float32([[1, 0, 1.5 * i], [0, 1, 0.5 * i]])
+            src = cv2.warpAffine(base, m, (512, 512), borderMode=cv2.BORDER_REPLICATE)
+            restored = np.clip(src + rng.normal(0, 8, src.shape), 0, 255).astype(np.uint8)
+            out = blender.blend(1, restored, FACE, frame_index=i, source=np.clip(src, 0, 255).astype(np.uint8))
+            inner = (slice(64, 448), slice(64, 448))
+            err.append(float(np.abs(out.astype(np.float32) - src)[inner].mean()))
+        outs[comp] = err
+    # noise sigma 8 -> mean |noise| 6.4 unblended. Measured: compensated 2.7 -> 2.0 (averaged, on the drift);
+    # uncompensated 6.6 -> 7.5 (the noise stays on the edges and the flat parts smear behind the drift)
+    assert max(outs[True][3:]) <= 3.0, outs
+    assert np.mean(outs[True][3:]) <= 0.5 * np.mean(outs[False][3:]), outs

@@ -44,6 +44,8 @@ class Settings:
 class EngineOptions:
     weights_dir: str | None = None
     device: str | None = None
+    precision: str = "fp32"
+    backend: str = "auto"  # auto | torch | openvino, for every network (models.openvino.choose_backend)
     segment_seconds: float = 30.0
     fakes: bool = False  # tests: the marker restorer and a scripted detector instead of the models
     fake_delay: float = 0.0  # tests: seconds per face batch, to catch a video in the middle
@@ -87,7 +89,8 @@ class Models:
     def restore_options(self, s: Settings) -> RestoreOptions:
         o = self.options
         base = RestoreOptions(model=s.model, fidelity=s.fidelity, strength=s.strength, upscale=s.upscale,
-                              weights_dir=o.weights_dir, device=o.device, overwrite=True)
+                              weights_dir=o.weights_dir, device=o.device, precision=o.precision, backend=o.backend,
+                              overwrite=True)
         if o.fakes:  # nothing to load: no parsing model, and the upscaler that needs no weights
             base = replace(base, parse=False, bg_upsampler="lanczos")
         return base
@@ -124,28 +127,11 @@ class Models:
         problem = self.missing(s)
         if problem:
             raise VidrestoreError(problem)
-        from ..faces.detect import load_detector
-        from ..faces.parse import load_parser
-        from ..restorers import load_restorer
+        from ..pipeline.build import build_models  # the same models, loaded the same way, as a command-line run
 
-        restorer = load_restorer(o.model, device=o.device, precision=o.precision, batch_size=o.batch_size,
-                                 weights_dir=o.weights_dir, fidelity=o.fidelity)
-        device = getattr(restorer, "device", None) or o.device or "cpu"
-        objects: dict[str, Any] = {
-            "restorer": restorer,
-            "detector": load_detector(o.detector, device=device, weights_dir=o.weights_dir,
-                                      batch_size=1 if str(device).startswith("cpu") else 8),
-        }
-        if o.parse and o.strength > 0:
-            objects["parser"] = load_parser("parsenet", device=device, weights_dir=o.weights_dir,
-                                            parse_size=o.parse_size)
-        if o.upscale > 1:
-            from ..upscale import load_upscaler
-
-            objects["upscaler"] = load_upscaler(o.upscale, method=o.bg_upsampler, device=o.device,
-                                                weights_dir=o.weights_dir, tile=o.tile, tile_pad=o.tile_pad,
-                                                precision=o.precision)
-        return objects
+        models = build_models(o)
+        return {role: getattr(models, role) for role in ("restorer", "detector", "parser", "upscaler")
+                if getattr(models, role) is not None}
 
 
 class VideoProgress:

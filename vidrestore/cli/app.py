@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .options import Parser
+from .options import Parser, add_backend_argument
 
 
 def build_parser(prog: str = "vidrestore app") -> argparse.ArgumentParser:
@@ -22,6 +22,9 @@ def build_parser(prog: str = "vidrestore app") -> argparse.ArgumentParser:
                    help=f"where uploads, jobs and results are kept (default {default_workdir()})")
     p.add_argument("--weights-dir", metavar="DIR", help="folder with the weight files (see 'vidrestore weights list')")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the best available)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="model precision: fp32 (default, exact); fp16/bf16 on CUDA; bf16 on CPUs with native bf16")
+    add_backend_argument(p)
     p.add_argument("--max-upload-mb", type=int, default=4096, help="largest file taken, in MiB (default 4096)")
     p.add_argument("--segment-seconds", type=float, default=30.0,
                    help="videos are restored in pieces this long; a restarted app resumes after the last one")
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be 1-65535, got {args.port}")
-    engine = EngineOptions(weights_dir=args.weights_dir, device=args.device, segment_seconds=args.segment_seconds,
+    engine = EngineOptions(weights_dir=args.weights_dir, device=args.device, precision=args.precision,
+                           backend=args.backend, segment_seconds=args.segment_seconds,
                            fakes=args.test_fakes, fake_delay=args.test_delay)
     serve(AppOptions(host=args.host, port=args.port, workdir=args.workdir, token=args.token,
                      max_upload_mb=args.max_upload_mb, engine=engine), say=lambda line: print(line, flush=True))

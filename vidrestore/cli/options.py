@@ -130,8 +130,9 @@ def add_face_arguments(p: argparse.ArgumentParser) -> None:
                        help=f"recompute each face's mask every K frames of its track (default {DEFAULTS.parse_every})")
     faces.add_argument("--temporal", choices=("on", "off"), default="on",
                        help="blend each face with its previous output when it is still (default on)")
-    faces.add_argument("--temporal-strength", type=float, default=DEFAULTS.temporal_strength, metavar="S",
-                       help=f"weight of the previous output for a still face, 0-0.95 (default {DEFAULTS.temporal_strength})")
+    faces.add_argument("--temporal-strength", type=float, default=None, metavar="S",
+                       help="weight of the previous output for a still face, 0-0.95 (default 0.5; 0.8 for CodeFormer, "
+                            "whose output flickers more)")
     faces.add_argument("--strength", type=float, default=DEFAULTS.strength, metavar="S",
                        help="restoration strength 0-1: 1 = the model's face, 0 = the face untouched (default 1)")
     faces.add_argument("--weights-dir", help="folder holding the model files (also: VIDRESTORE_WEIGHTS)")
@@ -182,7 +183,7 @@ def restore_options(args: argparse.Namespace, **fixed: Any) -> RestoreOptions:
         parse_size=get("parse_size", DEFAULTS.parse_size),
         parse_every=get("parse_every", DEFAULTS.parse_every),
         temporal=get("temporal", "on") == "on",
-        temporal_strength=get("temporal_strength", DEFAULTS.temporal_strength),
+        temporal_strength=get("temporal_strength", None),
         strength=get("strength", DEFAULTS.strength),
         report=str(report) if report else None,
         upscale=get("upscale", 1),

@@ -118,6 +118,9 @@ def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield chunk
 
 
+DEFAULT_TEMPORAL_STRENGTH = 0.5  # blend weight of a still face's previous output, unless the restorer says otherwise
+
+
 @dataclass(frozen=True)
 class FaceOptions:
     """How faces are found, followed and restored (the CLI's face options)."""
@@ -131,7 +134,7 @@ class FaceOptions:
     parse: bool = True
     parse_every: int = 5
     temporal: bool = True
-    temporal_strength: float = 0.5
+    temporal_strength: float | None = None  # None: the restorer's ``temporal_strength`` (CodeFormer 0.8), else 0.5
     strength: float = 1.0
     lag: int = 10
     causal: bool = False
@@ -154,7 +157,7 @@ class FaceOptions:
             raise UsageError("batch sizes must be at least 1")
         if not 0.0 <= self.strength <= 1.0:
             raise UsageError(f"--strength must be between 0 and 1, got {self.strength}")
-        if not 0.0 <= self.temporal_strength < 1.0:
+        if self.temporal_strength is not None and not 0.0 <= self.temporal_strength < 1.0:
             raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
         if self.parse_every < 1:
             raise UsageError(f"parse_every must be at least 1, got {self.parse_every}")
@@ -234,8 +237,12 @@ class FaceStage:
         yield from self._restore_queue()
 
     def _temporal_options(self) -> TemporalOptions:
-        """Blending of restored crops, gated on the aligned input (the stage passes it): see faces/temporal.py."""
-        return TemporalOptions(enabled=self.options.temporal, strength=self.options.temporal_strength)
+        """Blending of restored crops, gated on the aligned input (the stage passes it): see faces/temporal.py. A
+        flicker-prone restorer (CodeFormer) declares a higher ``temporal_strength``, used unless the option says."""
+        strength = self.options.temporal_strength
+        if strength is None:
+            strength = getattr(self.restorer, "temporal_strength", DEFAULT_TEMPORAL_STRENGTH)
+        return TemporalOptions(enabled=self.options.temporal, strength=strength)
 
     def _tracker_options(self) -> TrackerOptions:
         return tracker_options(self.options)

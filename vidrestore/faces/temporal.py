@@ -26,6 +26,18 @@ see those), so changes of expression do not ghost:
   GFPGAN (synthetic weights) the output flickers 0.60–0.65× as much as the input (0.68–0.72× unblended);
 * without it (live preview), where the new crop differs a lot from the previous output (``pixel_gate``).
 
+Motion compensation (``compensate``, on by default, input-gated mode): the aligned crop of a moving face still
+moves a little (the smoothed landmarks are ~1 frame px off, ~3 px in a 512 crop of a 76 px face), so before the
+gate and the average the state is moved onto this frame's input by the rotation and shift that ECC finds between
+the averaged input and this one (:func:`residual_motion`, 128 px grey, ~15 ms). Without it the gate closed on every
+edge of a slowly drifting face (20–40 % of the face region) and the restorer's flicker stayed there. Measured
+(bench/stability.py --flicker, synthetic weights, 256 px clip of a face drifting a few px): CodeFormer 7.65× the
+input's flicker unblended, 4.53× blended at 0.5 before, 4.08× now, 2.60× at 0.8 (CodeFormer's declared
+``temporal_strength``, which the stage uses); identity restorer's mouth ghost at 0.5 unchanged (1.18/1.57 levels
+mean/max), at 0.8 1.65/2.41. What is left: a frozen CodeFormer crop pasted back still measures 2.15× (the paste
+downscales its fine synthetic texture ~3.4× without a low-pass, so it aliases as the face moves), and the gate
+still closes on ~10 % of the face (the average of resampled inputs is softer than each one at the edges).
+
 On a perfectly still face the EMA leaves ``(1−w)²/(1+w)`` of the frame-to-frame noise variance
 (w = 0.5: 0.41× the frame-to-frame difference).
 
@@ -47,6 +59,7 @@ import numpy as np
 import torch
 
 from .align import FFHQ_TEMPLATE_512
+from .noise import GFPGAN_NOISE_RESOLUTIONS, TrackNoise  # re-exported: the pipeline imports them from here
 
 __all__ = [
     "FFHQ_TEMPLATE_512",
@@ -55,15 +68,12 @@ __all__ = [
     "TemporalOptions",
     "TrackNoise",
     "blend_weight",
+    "residual_motion",
     "source_gate",
     "face_region_mask",
     "face_temporal_difference",
     "motion_between",
 ]
-
-
-#: Resolutions of GFPGANv1Clean's 15 StyleGAN noise inputs (one at 4 px, two per resolution 8 … 512).
-GFPGAN_NOISE_RESOLUTIONS: tuple[int, ...] = (4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,8 @@ class TemporalOptions:
     (``source=``): per pixel the weight falls from full at an input change ``lo`` (fraction of the range; the
     channel-mean difference, box-blurred over ``gate_blur`` px before its magnitude is taken, so noise averages
     out) to 0 at ``hi``, between this frame's input crop and the average of the inputs the blended output
-    stands for. See :func:`source_gate`.
+    stands for. See :func:`source_gate`. ``compensate``: in that mode, move the state onto this frame's input by
+    the residual motion between the inputs first (see the module docstring).
     """
 
     enabled: bool = True
@@ -96,6 +107,7 @@ class TemporalOptions:
     gate: str = "input"
     source_gate: tuple[float, float] = (0.01, 0.03)
     gate_blur: int = 7
+    compensate: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -181,6 +193,36 @@ def face_temporal_difference(
 # --------------------------------------------------------------------------------------------- blending
 
 
+def residual_motion(prev_src: np.ndarray, src: np.ndarray, size: int = 128) -> np.ndarray | None:
+    """The affine (2, 3) that moves ``prev_src`` onto ``src`` (aligned input crops of one size, any value range),
+    a rotation and shift found by ECC on grey copies ``size`` px wide inside the face ellipse; None where it does not converge or moves
+    more than an eighth of the crop (then nothing is compensated)."""
+    h, w = src.shape[:2]
+    grey = [cv2.resize(np.asarray(c, np.float32).mean(axis=-1), (size, size), interpolation=cv2.INTER_AREA)
+            for c in (prev_src, src)]
+    mask = face_region_mask(size, size).astype(np.uint8)
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, warp = cv2.findTransformECC(grey[1], grey[0], warp, cv2.MOTION_EUCLIDEAN,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), mask, 3)
+    except cv2.error:
+        return None
+    warp = warp.astype(np.float64)
+    warp[:, 2] *= w / size  # ECC's map: current pixel -> previous pixel, at ``size``; to full size
+    if not np.all(np.isfinite(warp)) or np.abs(warp[:, 2]).max() > w / 8 or np.abs(warp[:, :2] - np.eye(2)).max() > 0.1:
+        return None
+    return warp
+
+
+def _follow(state: np.ndarray, warp: np.ndarray | None) -> np.ndarray:
+    """``state`` resampled where ``warp`` (current pixel -> state pixel) says (bicubic: repeated warps stay sharp)."""
+    if warp is None:
+        return state
+    h, w = state.shape[:2]
+    return cv2.warpAffine(state, warp, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def source_gate(src: np.ndarray, prev_src: np.ndarray, value_range: float, opts: TemporalOptions) -> np.ndarray:
     """Per-pixel blend gate (H, W, 1) in [0, 1] from how far the aligned input crop ``src`` is from ``prev_src``
     (the average of the inputs the blended output stands for): 1 where the input stayed (flicker there is the
@@ -262,6 +304,7 @@ class TemporalBlender:
         value_range = 255.0 if crop.dtype == np.uint8 else opts.float_range
         src = source.astype(np.float32)
         out = crop.astype(np.float32)
+        cur = out
         st = self._state.get(track_id)
         fresh = (
             st is None
@@ -269,19 +312,19 @@ class TemporalBlender:
             or st.prev.shape != out.shape
             or (frame_index is not None and st.frame_index is not None and frame_index != st.frame_index + 1)
         )
-        if not fresh:
-            w = blend_weight(motion_between(st.landmarks, lm, opts.crop_size), opts.strength, opts)
-            if w > 0.0:
-                # the gate compares this input with the input the average stands for (its own average): so the
-                # output never stands for a mouth or an eye the input no longer shows, however slow the change
-                g = w * source_gate(src, st.source, value_range, opts)
-                out = out + g * (st.prev - out)
-                src_avg = src + g * (st.source - src)
-            else:
-                src_avg = src
-        else:
-            src_avg = src
-        self._state[track_id] = _TrackState(out, lm, frame_index, src_avg)
+        src_avg = src
+        w = 0.0 if fresh else blend_weight(motion_between(st.landmarks, lm, opts.crop_size), opts.strength, opts)
+        if w > 0.0:
+            # the state follows what is left of the face's motion in aligned space, then the gate compares this
+            # input with the input the average stands for (its own average): so the output never stands for a
+            # mouth or an eye the input no longer shows, however slow the change
+            warp = residual_motion(st.source, src) if opts.compensate else None
+            prev, prev_src = _follow(st.prev, warp), _follow(st.source, warp)
+            g = w * source_gate(src, prev_src, value_range, opts)
+            cur = cur + g * (prev - cur)
+            src_avg = src + g * (prev_src - src)
+        out = cur
+        self._state[track_id] = _TrackState(cur, lm, frame_index, src_avg)
         if crop.dtype == np.uint8:
             return np.clip(np.rint(out), 0, 255).astype(np.uint8)
         return out.astype(crop.dtype)
@@ -317,54 +360,3 @@ class TemporalBlender:
     @property
     def track_ids(self) -> list[int]:
         return sorted(self._state)
-
-
-# --------------------------------------------------------------------------------------------- noise
-
-
-def _track_seed(base_seed: int, track_id: int) -> int:
-    state = np.random.SeedSequence([int(base_seed), int(track_id)]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-@dataclass
-class TrackNoise:
-    """A fixed set of StyleGAN noise maps per track, so a track's restored face does not flicker with noise.
-
-    ``for_track(id)`` returns 15 tensors (1, 1, r, r) for r in :data:`GFPGAN_NOISE_RESOLUTIONS`, drawn from a
-    CPU ``torch.Generator`` seeded from ``(base_seed, track_id)`` through ``numpy.random.SeedSequence``:
-    the same for a given id whatever the order in which tracks appear, and the same on every device
-    (drawn on the CPU, then moved to ``device``/``dtype``). Ids must be >= 0.
-    """
-
-    base_seed: int = 0
-    device: str | torch.device = "cpu"
-    dtype: torch.dtype = torch.float32
-    resolutions: tuple[int, ...] = GFPGAN_NOISE_RESOLUTIONS
-    _cache: dict[int, list[torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
-
-    def for_track(self, track_id: int) -> list[torch.Tensor]:
-        if track_id < 0:
-            raise ValueError(f"track_id must be >= 0, got {track_id}")
-        noise = self._cache.get(track_id)
-        if noise is None:
-            g = torch.Generator(device="cpu").manual_seed(_track_seed(self.base_seed, track_id))
-            noise = [
-                torch.randn((1, 1, r, r), generator=g, dtype=torch.float32).to(self.device, self.dtype)
-                for r in self.resolutions
-            ]
-            self._cache[track_id] = noise
-        return noise
-
-    def for_tracks(self, track_ids: Sequence[int]) -> list[torch.Tensor]:
-        """The noise of several tracks stacked for a batch: 15 tensors (N, 1, r, r), rows in ``track_ids`` order."""
-        per = [self.for_track(t) for t in track_ids]
-        if not per:
-            raise ValueError("for_tracks needs at least one track id")
-        return [torch.cat(level, dim=0) for level in zip(*per)]
-
-    def forget(self, track_id: int) -> None:
-        self._cache.pop(track_id, None)
-
-    def reset(self) -> None:
-        self._cache.clear()

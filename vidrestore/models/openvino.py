@@ -4,7 +4,8 @@ for the CPU (or an Intel GPU: the device name is the only difference), called li
 * **Conversion** traces the module with an example input at the shapes it will run (static shapes: the CPU
   plugin picks its kernels per shape). It takes 15-60 s for GFP-GAN on a 2-core CPU, so the result is **cached next
   to the weights** in ``<weights folder>/.openvino/``, named by a key over the checkpoint's sha256, the model
-  configuration (network, input shapes, options such as CodeFormer's fidelity) and the OpenVINO version. A second
+  configuration (network, input shapes, options such as CodeFormer's fidelity), the network code
+  (:func:`code_version`) and the OpenVINO version. A second
   load reads the cache (no conversion). Where the weights folder is read-only the cache goes to
   ``~/.cache/vidrestore/openvino``.
 * **Precision** is always explicit: OpenVINO's default CPU precision on a CPU with bf16 is bf16, so ``fp32`` asks
@@ -101,6 +102,15 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def code_version() -> str:
+    """A hash of the network code (``vidrestore/models/*.py``): a converted graph is traced from it, so a change of
+    that code (a new release) converts again instead of reading a graph of the old code."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_path(checkpoint: str | Path, config: Mapping[str, Any], folder: str | Path | None = None) -> Path:
     """Where the converted model of ``checkpoint`` with ``config`` lives: ``.openvino/<stem>.<key>.xml`` beside the
     weights (or in ``folder``), keyed by the checkpoint's sha256, the configuration and the OpenVINO version."""
@@ -186,7 +196,7 @@ def load_network(
     there, else converted (``build`` is only called then) and cached. ``config`` names the network and everything
     besides the checkpoint that changes the converted graph; ``shapes`` (``-1``: dynamic) default to the example's."""
     shapes = [list(t.shape) for t in example_inputs] if shapes is None else [list(s) for s in shapes]
-    full = {**dict(config), "shapes": shapes}
+    full = {**dict(config), "shapes": shapes, "code": code_version()}
     xml = cache_path(checkpoint, full)
     if not xml.is_file() and not _writable(xml.parent):
         xml = cache_path(checkpoint, full, _USER_CACHE.expanduser())

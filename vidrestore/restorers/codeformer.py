@@ -44,7 +44,12 @@ class CodeFormerRestorer(Restorer):
     """A loaded CodeFormer with its configuration. ``fidelity`` is CodeFormer's ``w`` (see the module docs).
 
     Several restorers may share one model (e.g. two fidelities); the model is only read.
+
+    ``temporal_strength``: the face stage blends CodeFormer's faces over time at least this much (a tiny change of
+    the input flips codebook tokens, so its output flickers several times more than GFP-GAN's; see faces/temporal.py).
     """
+
+    temporal_strength = 0.8
 
     def __init__(
         self,

@@ -154,6 +154,15 @@ def load_restorer(
                           backend=chosen)
 
 
+def _codeformer_precision(precision: str) -> None:
+    """No CodeFormer in bf16: measured (bench/restorer.py --network codeformer, OpenVINO bf16 and torch autocast
+    alike), bf16's 8-bit mantissa changes which codebook entries the transformer picks: p99.9 error 74-86 levels
+    of 255, not the few levels of GFP-GAN. (fp16, on CUDA, keeps 11 bits.)"""
+    if precision == "bf16":
+        raise UsageError("CodeFormer does not run in bf16: it picks other codebook entries (errors of 74+ levels "
+                         "of 255 measured); use --precision fp32 (or fp16 on CUDA)")
+
+
 def load_face_restorer(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -177,6 +186,8 @@ def load_face_restorer(
         raise UsageError(f"unknown arch {arch!r}; choose one of {', '.join(FACE_RESTORER_FILES)}")
     dev, chosen = _device_and_backend(device, precision, backend)
     w = check_fidelity(fidelity)
+    if "codeformer" in (arch, str(name_or_path).lower()):
+        _codeformer_precision(precision)  # before a download
     known = {k: v for k, v in _NAMED.items() if k in FACE_RESTORER_FILES}
     found, name, path = resolve_restorer(name_or_path, weights_dir, known, arch)
     if found is None:
@@ -187,6 +198,7 @@ def load_face_restorer(
             )
         name = f"{found}:{name}"
     if found == "codeformer":
+        _codeformer_precision(precision)
         model = build_codeformer(path, dev)
         if chosen == "openvino":
             from ..models.openvino import codeformer_openvino
