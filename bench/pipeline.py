@@ -497,12 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         restorer = TimedRestorer(load_restorer(paths["gfpgan"], device=device, precision=args.precision,
                                                batch_size=args.batch_size, backend=args.backend))
         # the official-style loop parses at 512 (facexlib); vidrestore rows use the package's default size
-        parser = TimedParser(load_parser(paths["parsenet"], device=device, parse_size=512))
-        parser_default = TimedParser(load_parser(paths["parsenet"], device=device,
+        parser = TimedParser(load_parser(paths["parsenet"], device=device, parse_size=512, backend="torch"))
+        parser_default = TimedParser(load_parser(paths["parsenet"], device=device, backend=args.backend,
+                                                 precision=args.precision,
                                                  parse_size=vidrestore.RestoreOptions().parse_size))
         # as build_stage does: one frame per forward pass on the CPU
         r50 = load_detector(paths["r50"], device=device, batch_size=1 if device.type == "cpu" else 8,
-                            backend=args.backend)
+                            backend=args.backend, precision=args.precision)
         official_restorer, official_r50 = restorer, r50
         if "official" in keys and (args.backend != "torch" or args.precision != "fp32"):
             official_restorer = TimedRestorer(load_restorer(paths["gfpgan"], device=device, batch_size=args.batch_size,
@@ -567,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         print("targets: vidrestore default >= 120 fps at 1920x1080 with 1-3 faces; wall/restorer <= 1.15")
     else:
-        print("targets: wall/restorer <= 1.15; vidrestore default >= 1.5x the official-style loop")
+        print("targets (issue 17): wall/restorer <= 1.10; vidrestore default >= 3x the official-style loop (torch "
+              "fp32) in fp32, >= 5x with --precision bf16")
     return 0
 
 
