@@ -223,6 +223,9 @@ def test_cli_backend_flag_and_summary() -> None:
 
     assert backend_note(_Stage("openvino", "openvino")) == ", backend openvino"
     assert backend_note(_Stage("openvino", "torch")) == ", restorer openvino, detector torch"
+    stage = _Stage("openvino", "openvino")
+    stage.parser, stage.upscaler = _Model("openvino"), _Model("torch")  # every network with a backend is named
+    assert backend_note(stage) == ", restorer openvino, detector openvino, parser openvino, upscaler torch"
     assert backend_note(None) == ""
 
 
@@ -324,6 +327,23 @@ def test_new_network_code_converts_again(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(vov, "code_version", lambda: "another release")
     second = vov.network_openvino(conv, tmp_path / "conv.pth", x, "conv").net.xml
     assert second != first and first.is_file() and second.is_file()
+
+
+def test_checkpoint_hash_is_remembered_until_the_file_changes(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"weights" * 1000)
+    first = vov.checkpoint_sha256(ckpt)
+    assert (tmp_path / ".openvino" / "w.pth.sha256").is_file()
+    real = vov.file_sha256
+    monkeypatch.setattr(vov, "file_sha256", lambda p: pytest.fail("hashed again"))
+    assert vov.checkpoint_sha256(ckpt) == first  # the note, not the file
+    ckpt.write_bytes(b"other weights" * 1000)
+    os.utime(ckpt, ns=(1, 1))
+    monkeypatch.setattr(vov, "file_sha256", real)
+    assert vov.checkpoint_sha256(ckpt) == real(ckpt) != first  # changed: hashed again
 
 
 def test_retinaface_bf16_moves_landmarks_under_a_third_of_a_pixel(retinaface_pair, astronaut: np.ndarray,

@@ -51,7 +51,8 @@ def _stderr(message: str) -> None:
 def backend_note(stage: object) -> str:
     """``", backend openvino"`` (or ``"restorer openvino, detector torch"`` when they differ) for the summary line;
     empty when no face models ran."""
-    kinds = {role: getattr(getattr(stage, role, None), "backend", None) for role in ("restorer", "detector")}
+    roles = ("restorer", "detector", "parser", "upscaler")
+    kinds = {role: getattr(getattr(stage, role, None), "backend", None) for role in roles}
     found = {role: kind for role, kind in kinds.items() if kind}
     if not found:
         return ""

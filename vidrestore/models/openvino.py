@@ -102,6 +102,31 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def checkpoint_sha256(path: Path) -> str:
+    """The checkpoint's sha256 (part of the cache key), remembered in ``.openvino/<name>.sha256`` beside it with
+    the file's size and modification time: hashing a 350 MB checkpoint takes about a second on every load, a
+    stat does not. Recomputed when the file changed (or the note cannot be read); not remembered in a read-only
+    folder."""
+    st = path.stat()
+    stamp = f"{st.st_size} {st.st_mtime_ns}"
+    note = path.parent / ".openvino" / f"{path.name}.sha256"
+    try:
+        size, mtime, digest = note.read_text().split()
+        if f"{size} {mtime}" == stamp and len(digest) == 64:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = file_sha256(path)
+    if _writable(note.parent):
+        try:
+            tmp = note.with_name(f"{note.name}.tmp{os.getpid()}-{threading.get_ident()}")
+            tmp.write_text(f"{stamp} {digest}\n")
+            os.replace(tmp, note)
+        except OSError:
+            pass
+    return digest
+
+
 def code_version() -> str:
     """A hash of the network code (``vidrestore/models/*.py``): a converted graph is traced from it, so a change of
     that code (a new release) converts again instead of reading a graph of the old code."""
@@ -115,7 +140,7 @@ def cache_path(checkpoint: str | Path, config: Mapping[str, Any], folder: str | 
     """Where the converted model of ``checkpoint`` with ``config`` lives: ``.openvino/<stem>.<key>.xml`` beside the
     weights (or in ``folder``), keyed by the checkpoint's sha256, the configuration and the OpenVINO version."""
     checkpoint = Path(checkpoint)
-    blob = json.dumps({"sha256": file_sha256(checkpoint), "config": dict(config), "openvino": version()},
+    blob = json.dumps({"sha256": checkpoint_sha256(checkpoint), "config": dict(config), "openvino": version()},
                       sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
     root = Path(folder) if folder is not None else checkpoint.parent / ".openvino"
