@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import DeviceError
+from .altstack import kept_signal_stack
 
 __all__ = ["available", "version", "cache_path", "convert", "compile_model", "OVModule", "load_network", "BACKENDS",
            "choose_backend", "gfpgan_openvino", "codeformer_openvino", "restoreformer_openvino",
@@ -182,7 +183,8 @@ def compile_model(xml: str | Path, device: str = "CPU", precision: str = "fp32")
     """Compile a saved model for ``device`` (``CPU``, ``GPU``, ``GPU.1``...) with an explicit precision hint."""
     ov = _ov()
     config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
-    return ov.Core().compile_model(str(xml), device, config)
+    with kept_signal_stack():  # OpenVINO swaps the thread's signal stack (models/altstack.py)
+        return ov.Core().compile_model(str(xml), device, config)
 
 
 class OVModule(nn.Module):
@@ -194,8 +196,15 @@ class OVModule(nn.Module):
         self.precision = precision
         self.ov_device = device
         self.xml = xml
-        self._request = compiled.create_infer_request()
+        with kept_signal_stack():
+            self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
+
+    def __del__(self) -> None:
+        # released here, not at some later garbage collection, so OpenVINO's signal-stack swap is undone at once
+        with kept_signal_stack():
+            self.__dict__.pop("_request", None)
+            self.__dict__.pop("compiled", None)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         arrays = [np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy()) for t in inputs]
