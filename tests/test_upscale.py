@@ -334,6 +334,22 @@ def test_tile_choice() -> None:
     assert CPU_TILE % 2 == 0
 
 
+def test_automatic_cuda_tile_is_kept_for_the_run(up: RealESRGANUpscaler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the automatic tile comes from the free memory, which changes from frame to frame: chosen once per
+    frame size and kept, so tile seams do not move (and flicker) during a video. No GPU needed: the memory
+    queries are faked, the thing under test is the choice."""
+    free = iter([6 * 2**30, 1 * 2**30, 1 * 2**30])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (next(free), 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    u = up.with_options(tile=None)
+    u.device = torch.device("cuda")
+    first = u.tile_for(2160, 3840)
+    assert first == choose_tile(2160, 3840, u.model_scale, 6 * 2**30, u.options.tile_pad)
+    assert u.tile_for(2160, 3840) == first  # less memory free now, the same tile
+    assert u.tile_for(1080, 1920) == choose_tile(1080, 1920, u.model_scale, 1 * 2**30, u.options.tile_pad)
+
+
 def test_load_upscaler_names_the_official_files(
     ckpt: dict[int, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

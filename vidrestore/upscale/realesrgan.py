@@ -68,6 +68,7 @@ class RealESRGANUpscaler:
             raise UsageError(f"options want an x{options.model_scale} model, got x{model_scale}")
         self.device = next(model.parameters()).device
         self.backend = backend  # "openvino": ``model`` is the converted network, its precision compiled in
+        self._auto_tiles: dict[tuple[int, int], int] = {}  # CUDA: the tile chosen per frame size, kept for the run
         if backend == "torch":
             _check_precision(options.precision, self.device)
         self.model = model.eval()
@@ -106,13 +107,20 @@ class RealESRGANUpscaler:
         return output_size(height, width, self.scale)
 
     def tile_for(self, height: int, width: int) -> int:
-        """The tile side used for a padded model input of ``height``×``width`` (0 = untiled)."""
+        """The tile side used for a padded model input of ``height``×``width`` (0 = untiled).
+
+        Automatic on CUDA: chosen from the free memory the first time a frame size is seen, then kept for the run
+        (recomputed per frame, the tile would change with the allocator's state, and the seams would move and
+        flicker; it also saves a memory query per frame)."""
         tile = self.options.tile
         if tile is None:
             if self.device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(self.device)
-                free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-                tile = choose_tile(height, width, self.model_scale, free, self.options.tile_pad)
+                tile = self._auto_tiles.get((height, width))
+                if tile is None:
+                    free, _ = torch.cuda.mem_get_info(self.device)
+                    free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+                    tile = choose_tile(height, width, self.model_scale, free, self.options.tile_pad)
+                    self._auto_tiles[(height, width)] = tile
             else:
                 tile = CPU_TILE
         if tile >= height and tile >= width:
