@@ -47,6 +47,7 @@ fi
 
 export VIDRESTORE_NO_SKIPS=1 RAY_AUTH_MODE=disabled
 step tests_cuda 150 "$py" -m pytest -q -m gpu -x -p no:cacheprovider
+step nvenc 60 "$py" -m pytest -q -p no:cacheprovider tests/test_cli.py -k nvenc  # encodes with h264_nvenc there
 step bench_restorer 90 "$py" bench/restorer.py --device cuda --precision both --faces 64 --batches 1,8,16,32
 step bench_upscale 90 "$py" bench/upscale.py --device cuda --precision bf16
 step bench_pipeline_1face 90 "$py" bench/pipeline.py --device cuda --size 1920x1080 --faces 1 --frames 120 --precision bf16

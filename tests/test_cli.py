@@ -115,6 +115,22 @@ def test_unknown_codec_and_bad_extension(clip, tmp_path):
     assert_one_line_error(run(str(clip), "-o", str(tmp_path / "x.avi")), "extension")
 
 
+def test_nvenc_is_offered_and_refused_in_one_line_without_an_nvidia_gpu(clip, tmp_path):
+    """--codec h264_nvenc is offered (PyAV's FFmpeg has the encoder); where no NVIDIA GPU and driver can open it, the
+    run is refused in one line before anything is written. (bench/gpu_check.sh encodes with it on a GPU.)"""
+    from vidrestore.media.picture import codec_formats
+    from vidrestore.media.sink import nvenc_available
+
+    assert "yuv420p" in codec_formats("h264_nvenc") and "cuda" not in codec_formats("h264_nvenc")
+    if nvenc_available():
+        out = tmp_path / "nv.mp4"
+        assert run(str(clip), "--codec", "h264_nvenc", "-o", str(out)).returncode == 0 and out.is_file()
+        return
+    proc = run(str(clip), "--codec", "h264_nvenc", "-o", str(tmp_path / "nv.mp4"))
+    assert proc.returncode != 0 and "NVIDIA" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_truncated_file_restores_what_decodes_with_a_warning(tmp_path):
     src = make_clip(tmp_path / "tape.mkv", Clip(frames=40, width=128, height=96, audio=[Audio()]))
     data = src.read_bytes()

@@ -24,7 +24,8 @@ class Parser(argparse.ArgumentParser):
 
 def add_encode_arguments(p: argparse.ArgumentParser) -> None:
     enc = p.add_argument_group("encoding")
-    enc.add_argument("--codec", choices=sorted(CODECS), default=DEFAULTS.codec, help="video codec (default h264)")
+    enc.add_argument("--codec", choices=sorted(CODECS), default=DEFAULTS.codec,
+                     help="video codec (default h264; h264_nvenc: NVIDIA's GPU encoder, where the GPU and driver are)")
     enc.add_argument("--crf", type=int, help="quality for h264/h265, 0-51, lower is better (default 18 / 20)")
     enc.add_argument("--preset", default=DEFAULTS.preset, help="x264/x265 speed preset (default medium)")
     enc.add_argument("--pix-fmt", metavar="FMT",

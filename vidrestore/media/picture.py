@@ -16,12 +16,13 @@ from av.video.reformatter import Interpolation
 from .probe import ColorInfo
 from .source import SWS_FLAGS, sws_colorspace
 
-CODECS = {"h264": "libx264", "h265": "libx265", "ffv1": "ffv1"}
+CODECS = {"h264": "libx264", "h265": "libx265", "ffv1": "ffv1", "h264_nvenc": "h264_nvenc"}
 
 
 def codec_formats(codec: str) -> tuple[str, ...]:
     """The pixel formats the encoder behind ``codec`` (h264/h265/ffv1) takes, as FFmpeg lists them."""
-    return tuple(f.name for f in av.codec.Codec(CODECS[codec], "w").video_formats or ())
+    formats = av.codec.Codec(CODECS[codec], "w").video_formats or ()
+    return tuple(f.name for f in formats if f.components)  # hardware surfaces (NVENC's "cuda") aside
 
 
 def _shape(name: str) -> tuple[bool, bool, bool, int, int, int]:

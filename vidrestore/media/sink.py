@@ -22,7 +22,7 @@ from .picture import CODECS, blend, codec_formats, from_rgb, from_source, output
 from .probe import MediaInfo, open_input
 from .source import Frame
 
-__all__ = ["CODECS", "CONTAINERS", "DEFAULT_CRF", "EncodeOptions", "VideoSink", "container_for",
+__all__ = ["CODECS", "CONTAINERS", "DEFAULT_CRF", "EncodeOptions", "VideoSink", "container_for", "nvenc_available",
            "output_pix_fmt"]
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -39,6 +39,9 @@ class EncodeOptions:
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
             raise UsageError(f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}")
+        if self.codec == "h264_nvenc" and not nvenc_available():
+            raise UsageError("h264_nvenc needs an NVIDIA GPU and its driver, and this machine has none that FFmpeg "
+                             "can open; use --codec h264")
         if self.crf is not None and not 0 <= self.crf <= 51:
             raise UsageError(f"--crf must be between 0 and 51, got {self.crf}")
         if self.pix_fmt is not None and self.pix_fmt not in codec_formats(self.codec):
@@ -46,6 +49,18 @@ class EncodeOptions:
                 f"--pix-fmt {self.pix_fmt} cannot be encoded with {self.codec}; choose one of "
                 f"{', '.join(codec_formats(self.codec))}"
             )
+
+
+def nvenc_available() -> bool:
+    """Whether FFmpeg can open NVIDIA's H.264 encoder here (the encoder is in PyAV's build; the GPU and driver
+    decide): a 256x256 encoder is opened and closed."""
+    try:
+        cc = av.CodecContext.create("h264_nvenc", "w")
+        cc.width, cc.height, cc.pix_fmt, cc.time_base = 256, 256, "yuv420p", Fraction(1, 25)
+        cc.open()
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+    return True
 
 
 def container_for(path: Path) -> str:
@@ -169,6 +184,9 @@ class VideoSink:
             options["x265-params"] = "log-level=error"
         if opts.codec == "ffv1":
             options["level"] = "3"
+        if opts.codec == "h264_nvenc":  # constant quality as x264's CRF does (cq 19 ~ crf 18), NVENC's p5 preset
+            options.update({"preset": "p5", "tune": "hq", "rc": "vbr", "b": "0",
+                            "cq": str(opts.crf if opts.crf is not None else 19)})
         cc.options = options
         return stream
 
