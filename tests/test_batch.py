@@ -281,6 +281,39 @@ def crash_on_b(options, stats, notice):
     return _invert
 
 
+def test_local_workers_each_get_a_gpu_of_their_own(monkeypatch):
+    """With several GPUs, worker k of the process pool sees only GPU k mod n (CUDA_VISIBLE_DEVICES, set before
+    CUDA starts in it); cpu, cuda:N or no CUDA leave the workers alone. No GPU here: CUDA's answers are faked,
+    the thing under test is the assignment."""
+    import multiprocessing
+    import os
+
+    import torch
+
+    from vidrestore.batch import engines
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5,7")
+    assert engines.cuda_devices(None) == engines.cuda_devices("cuda") == ["2", "5", "7"]
+    assert engines.cuda_devices("cpu") == engines.cuda_devices("cuda:1") == []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert engines.cuda_devices(None) == ["0", "1", "2"]
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(4):  # what four workers started in turn do
+        engines._pin_gpu(counter, ["0", "1", "2"])
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["0", "1", "2", "0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "9")  # what the workers would inherit without the pinning
+    engine = engines.Local(2, ["0", "1"])
+    try:
+        got = {engine.pool.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result(timeout=120) for _ in range(6)}
+    finally:
+        engine.close()
+    assert got and got <= {"0", "1"}  # the spawned workers carry their own GPU
+
+
 def test_a_worker_that_dies_fails_only_its_file(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

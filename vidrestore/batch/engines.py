@@ -4,6 +4,8 @@ only: it accepts stage factories that cannot be pickled). Each engine has ``subm
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -26,22 +28,49 @@ class Inline:
         pass
 
 
+def cuda_devices(device: str | None) -> list[str]:
+    """The CUDA devices a run on ``device`` may spread its workers over: the visible ones when it asks for
+    ``cuda`` or the default device, none for ``cpu``, ``cuda:N`` (the user chose one) or a machine without CUDA."""
+    if device not in (None, "cuda") or importlib.util.find_spec("torch") is None:
+        return []
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return (visible or [str(i) for i in range(n)])[:n]
+
+
+def _pin_gpu(counter: Any, gpus: list[str]) -> None:
+    """Worker initializer: the k-th worker started sees only GPU ``gpus[k % len(gpus)]`` (its ``cuda``)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[k % len(gpus)]
+
+
 class Local:
     """A process pool (spawned workers: no inherited threads or locks).
 
     A worker that dies (a codec crash, the OOM killer) breaks the pool: it is replaced, and each job whose
     result is then asked for runs once more in the new pool, so only a job that crashes twice fails.
+    With several GPUs (``gpus``, from :func:`cuda_devices`) each worker gets one of its own, in turn, instead of
+    every worker loading its models on the first.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, gpus: list[str] | None = None) -> None:
         import multiprocessing
 
         self.workers = workers
         self.context = multiprocessing.get_context("spawn")
+        self.gpus = list(gpus or [])
+        self._started = self.context.Value("i", 0)
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
+        if len(self.gpus) < 2:
+            return ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context, initializer=_pin_gpu,
+                                   initargs=(self._started, self.gpus))
 
     def submit(self, job: SegmentJob) -> tuple[SegmentJob, Future]:
         return job, self.pool.submit(run_segment, job)
@@ -108,9 +137,9 @@ class Ray:
             self.ray.shutdown()
 
 
-def make_engine(engine: str, workers: int, address: str | None = None):
+def make_engine(engine: str, workers: int, address: str | None = None, device: str | None = None):
     if engine == "ray":
         return Ray(workers, address)
     if engine == "inline":
         return Inline()
-    return Local(workers)
+    return Local(workers, cuda_devices(device) if workers > 1 else [])

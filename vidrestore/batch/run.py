@@ -70,7 +70,9 @@ def restore_folder(
 
     candidates = list(walk(in_path, out_path))
     taken: dict[str, str] = {}
-    engine = make_engine(options.engine, options.workers, options.address)
+    # workers spread over the GPUs when the run wants CUDA (an I/O-only run never imports torch for that)
+    device = options.restore.device if options.restore.model != "none" else "cpu"
+    engine = make_engine(options.engine, options.workers, options.address, device)
     pending: list[tuple[dict[str, Any], _Pending | PhotoPending | FileResult]] = []
     photo_models: dict[str, Any] = {}  # loaded once, on the first photo
     try:
