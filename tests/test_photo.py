@@ -330,6 +330,23 @@ def test_batch_restores_photos_and_videos_alike(tmp_path, astronaut, true_landma
         "album/1962/picnic.jpg": "skipped", "album/broken.png": "failed-earlier", "clip.mp4": "skipped"}
 
 
+def test_batch_keeps_every_page_of_a_multipage_tiff(tmp_path, astronaut, detector):
+    """An archive run drops no page: a 3-page TIFF comes out with its 3 pages restored (a single photo restores
+    the first page unless --pages all; batch has no such choice to make)."""
+    from vidrestore.batch import restore_folder
+    from vidrestore.options import BatchOptions, RestoreOptions
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    _three_page_tiff(src / "album.tif", astronaut)
+    restore = RestoreOptions(parse=False, extra={"restorer": MarkerRestorer(), "detector": detector})
+    result = restore_folder(src, out, BatchOptions(restore=restore, engine="inline"))
+    assert [f.status for f in result.files] == ["ok"]
+    assert not any("left out" in n for f in result.files for n in f.notices)
+    with Image.open(out / "album.tif") as im:
+        assert im.n_frames == 3
+
+
 def test_cli_photo_door_one_line_errors(tmp_path, astronaut):
     src = tmp_path / "p.jpg"
     Image.fromarray(astronaut).save(src)

@@ -59,8 +59,10 @@ def finish_photo(item: PhotoPending, options: Any, say: Callable[[str], None], o
 
     try:
         item.output.parent.mkdir(parents=True, exist_ok=True)
+        # an archive keeps every page of a multi-page TIFF (a scanned album, a fax): written as one again
+        pages = "all" if item.output.suffix.lower() in (".tif", ".tiff") else "first"
         stats = restore_image(item.path, item.output, options=options.restore, overwrite=True, notice=note,
-                              **_models(options, cache))
+                              pages=pages, **_models(options, cache))
     except Exception as exc:  # noqa: BLE001 - expected errors fail the photo, others stop the batch
         kind = failure_kind(exc)
         if kind is None:
