@@ -96,7 +96,12 @@ ROWS = {
     "scripted": "vidrestore, scripted detector only",
     "scan1": "vidrestore --scan-every 1",
     "parse512": "vidrestore --parse-size 512",
+    "parse10": "vidrestore --parse-every 10",
+    "detect2": "vidrestore --detect-every 2",
+    "scan8": "vidrestore --scan-every 8",
 }
+VARIANTS = {"scan1": {"scan_every": 1}, "detect5": {"detect_every": 5}, "parse10": {"parse_every": 10},
+            "detect2": {"detect_every": 2}, "scan8": {"scan_every": 8}}  # one option changed from the default
 DEFAULT_ROWS = ("official", "official_ov", "default", "scan1", "detect5", "noparse", "scripted")
 
 
@@ -544,12 +549,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_official(src, dst, scene, lm512, restorer, parser, r50, args)
                 row.name = ROWS[key]
                 base = base or row
-            elif key == "scan1":
-                row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args, scan_every=1)
-            elif key == "default":
-                row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args)
-            elif key == "detect5":
-                row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args, detect_every=5)
+            elif key == "default" or key in VARIANTS:
+                row = run_vidrestore(key, src, dst, restorer, with_r50, parser_default, args, **VARIANTS.get(key, {}))
             elif key == "noparse":
                 row = run_vidrestore(key, src, dst, restorer, with_r50, None, args, parse=False)
             elif key == "scripted":

@@ -305,18 +305,25 @@ MOUTH_512 = (slice(330, 420), slice(190, 325))  # the mouth in an FFHQ-aligned 5
 
 
 def run_stage(clip: Clip, detector, restorer, temporal=None):
-    """Run the face stage on ``clip`` (in memory); ``temporal``: TemporalOptions or None (blending off).
+    """Run the face stage on ``clip`` (in memory); ``temporal``: a TemporalProfile (what a restorer declares: blend
+    strength, gate, paste low-pass), TemporalOptions (the blend alone), or None (blending off).
     Returns (flicker in, flicker out, mouth ghost mean, mouth ghost max): the stage's motion-compensated face-region
     flicker (levels) and, per frame, the mean |output − input| over the mouth of the aligned crops."""
     from fractions import Fraction
 
     from vidrestore.faces.align import align_face
     from vidrestore.faces.stage import FaceOptions, FaceStage
+    from vidrestore.faces.temporal import TemporalProfile
     from vidrestore.media.source import Frame
 
     class Stage(FaceStage):
+        def _profile(self):
+            return temporal if isinstance(temporal, TemporalProfile) else super()._profile()
+
         def _temporal_options(self):
-            return temporal if temporal is not None else super()._temporal_options()
+            if temporal is None or isinstance(temporal, TemporalProfile):
+                return super()._temporal_options()
+            return temporal
 
     stage = Stage(detector, restorer, FaceOptions(parse=False, temporal=temporal is not None, batch_size=4))
     frames = [Frame(i, i, Fraction(1, 24), 1, rgb=f.copy()) for i, f in enumerate(clip.frames)]
@@ -332,13 +339,15 @@ def run_stage(clip: Clip, detector, restorer, temporal=None):
 
 
 def blending_variants():
-    from vidrestore.faces.temporal import TemporalOptions
+    from vidrestore.faces.temporal import TemporalOptions, TemporalProfile
+    from vidrestore.restorers.codeformer import CodeFormerRestorer
 
     return [
         ("off", None),
         ("EMA 0.5, not compensated (before)", TemporalOptions(strength=0.5, compensate=False)),
-        ("EMA 0.5 (default)", TemporalOptions(strength=0.5)),
-        ("EMA 0.8 (CodeFormer's default)", TemporalOptions(strength=0.8)),
+        ("EMA 0.5 (default)", TemporalProfile()),
+        ("EMA 0.8 (CodeFormer's before)", TemporalProfile(strength=0.8)),
+        ("CodeFormer's: 0.95, gate, low-pass", CodeFormerRestorer.temporal),
     ]
 
 

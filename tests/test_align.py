@@ -315,3 +315,33 @@ def test_face_outside_the_frame_changes_nothing() -> None:
     assert np.array_equal(paste_faces(frame, 255 - crops[:1], affines[:1]), frame)
     both = paste_faces(frame, 255 - crops, affines)
     np.testing.assert_array_equal(both, paste_faces(frame, 255 - crops[1:], affines[1:]))
+
+
+def test_antialias_crop_removes_what_the_paste_would_alias_and_keeps_the_face() -> None:
+    """A crop pasted 3.4x smaller: a grating finer than the frame's pixels (crop period 3 px, 0.9 frame px) comes out
+    of facexlib's unfiltered paste as a strong moire; low-passed first, as nothing. A coarse pattern (period 60 crop
+    px, 18 frame px) keeps its amplitude."""
+    from vidrestore.faces.paste import antialias_crop
+
+    s = 3.4
+    affine = np.array([[s, 0.0, -100 * s], [0.0, s, -80 * s]])  # frame -> crop: the face at (100, 80), 151 px wide
+    x = np.arange(512, dtype=np.float64)
+
+    def grating(period: float) -> np.ndarray:
+        row = 128 + 100 * np.sin(2 * np.pi * x / period)
+        return np.repeat(np.repeat(row[None, :, None], 512, axis=0), 3, axis=2).round().astype(np.uint8)
+
+    frame = np.full((320, 360, 3), 128, np.uint8)
+    inner = (slice(100, 200), slice(120, 220))  # well inside the pasted face
+    for period, kept in ((3.0, False), (60.0, True)):
+        crop = grating(period)
+        plain = paste_faces(frame, crop[None], affine[None])[inner].astype(np.float64)
+        smooth = paste_faces(frame, antialias_crop(crop, affine, 0.5)[None], affine[None])[inner].astype(np.float64)
+        if kept:
+            assert smooth.std() >= 0.95 * plain.std() and plain.std() > 50, (plain.std(), smooth.std())
+        else:
+            assert plain.std() > 20 and smooth.std() < 0.1 * plain.std(), (plain.std(), smooth.std())
+    crop = grating(3.0)
+    assert antialias_crop(crop, affine, 0.0) is crop  # k = 0: facexlib's paste
+    assert antialias_crop(crop, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 0.5) is crop  # no shrink: nothing to alias
+    assert antialias_crop(crop, affine, 0.5, upscale=4) is crop  # pasted onto a 4x background: no shrink

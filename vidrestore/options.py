@@ -39,7 +39,7 @@ class RestoreOptions:
     parse_size: int = 256
     parse_every: int = 5
     temporal: bool = True
-    temporal_strength: float | None = None  # None: the restorer's own (CodeFormer 0.8), else 0.5
+    temporal_strength: float | None = None  # None: the restorer's own (CodeFormer 0.95), else 0.5
     strength: float = 1.0
     report: str | None = None
     upscale: int = 1

@@ -132,7 +132,7 @@ def add_face_arguments(p: argparse.ArgumentParser) -> None:
     faces.add_argument("--temporal", choices=("on", "off"), default="on",
                        help="blend each face with its previous output when it is still (default on)")
     faces.add_argument("--temporal-strength", type=float, default=None, metavar="S",
-                       help="weight of the previous output for a still face, 0-0.95 (default 0.5; 0.8 for CodeFormer, "
+                       help="weight of the previous output for a still face, 0-0.95 (default 0.5; 0.95 for CodeFormer, "
                             "whose output flickers more)")
     faces.add_argument("--strength", type=float, default=DEFAULTS.strength, metavar="S",
                        help="restoration strength 0-1: 1 = the model's face, 0 = the face untouched (default 1)")

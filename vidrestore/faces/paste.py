@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from .align import invert_affine, paste_affine
 from .blur import gaussian_blur
 
-__all__ = ["paste_faces"]
+__all__ = ["paste_faces", "antialias_crop"]
 
 
 def _float_dtype(device: torch.device) -> torch.dtype:
@@ -296,6 +297,17 @@ def paste_faces(
         pasted = inv_face.to(wdt)
 
     return _blend(result, origins, (rh, rw), soft, pasted, wdt, device)
+
+
+def antialias_crop(crop: np.ndarray, affine: np.ndarray, k: float, upscale: int = 1) -> np.ndarray:
+    """``crop`` (uint8 (S, S, 3)) low-passed for a paste that shrinks it ``s`` times (``affine``: frame -> crop, as
+    :func:`paste_faces` takes it; ``s`` = its scale / ``upscale``): a Gaussian of sigma ``k`` · sqrt(s² − 1) crop px
+    (``k`` = 0.5 is the usual anti-alias; 0, or no shrink, returns ``crop`` itself). facexlib's paste samples the
+    512-px crop bilinearly at the face's size with no low-pass, so detail finer than the frame's pixels aliases,
+    and a texture that moves a fraction of a pixel from frame to frame shimmers."""
+    s = math.sqrt(abs(float(np.linalg.det(np.asarray(affine, np.float64)[:, :2])))) / upscale
+    sigma = k * math.sqrt(max(0.0, s * s - 1.0))
+    return crop if sigma < 0.05 else cv2.GaussianBlur(crop, (0, 0), sigma)
 
 
 def _copy_frame(frame: torch.Tensor | np.ndarray, device: torch.device) -> tuple[torch.Tensor | np.ndarray, tuple[int, int]]:

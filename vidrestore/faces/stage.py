@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from ..media.source import Frame
-from .temporal import TemporalBlender, TemporalOptions, TrackNoise
+from .temporal import TemporalBlender, TemporalOptions, TemporalProfile, TrackNoise
 from .align import FITS, align_face, invert_affine
-from .paste import paste_faces
+from .paste import antialias_crop, paste_faces
 from .face import Face
 from .masks import TrackMasks
 from .prefetch import DetectAhead
@@ -118,9 +118,6 @@ def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield chunk
 
 
-DEFAULT_TEMPORAL_STRENGTH = 0.5  # blend weight of a still face's previous output, unless the restorer says otherwise
-
-
 @dataclass(frozen=True)
 class FaceOptions:
     """How faces are found, followed and restored (the CLI's face options)."""
@@ -134,7 +131,7 @@ class FaceOptions:
     parse: bool = True
     parse_every: int = 5
     temporal: bool = True
-    temporal_strength: float | None = None  # None: the restorer's ``temporal_strength`` (CodeFormer 0.8), else 0.5
+    temporal_strength: float | None = None  # None: the restorer's ``temporal.strength`` (CodeFormer 0.95), else 0.5
     strength: float = 1.0
     lag: int = 10
     causal: bool = False
@@ -236,13 +233,16 @@ class FaceStage:
             yield from self._ready(idx, faces)
         yield from self._restore_queue()
 
+    def _profile(self) -> TemporalProfile:
+        """What the restorer declares about holding its output (``restorer.temporal``; CodeFormer holds harder)."""
+        return getattr(self.restorer, "temporal", None) or TemporalProfile()
+
     def _temporal_options(self) -> TemporalOptions:
-        """Blending of restored crops, gated on the aligned input (the stage passes it): see faces/temporal.py. A
-        flicker-prone restorer (CodeFormer) declares a higher ``temporal_strength``, used unless the option says."""
-        strength = self.options.temporal_strength
-        if strength is None:
-            strength = getattr(self.restorer, "temporal_strength", DEFAULT_TEMPORAL_STRENGTH)
-        return TemporalOptions(enabled=self.options.temporal, strength=strength)
+        """Blending of restored crops, gated on the aligned input (the stage passes it): see faces/temporal.py. The
+        strength and gate are the restorer's profile's; ``temporal_strength``, when given, overrides the strength."""
+        profile = self._profile()
+        strength = profile.strength if self.options.temporal_strength is None else self.options.temporal_strength
+        return TemporalOptions(enabled=self.options.temporal, strength=strength, source_gate=profile.source_gate)
 
     def _tracker_options(self) -> TrackerOptions:
         return tracker_options(self.options)
@@ -385,6 +385,9 @@ class FaceStage:
         if self.parser is not None:
             ids = [f.track_id for f in p.faces]
             masks = torch.stack(self._masks.masks(ids, outs, [frame.index] * len(ids)))
+        antialias = self._profile().paste_antialias if opts.temporal else 0.0
+        if antialias > 0:  # a held texture on a moving face must not alias in the paste (TemporalProfile)
+            outs = np.stack([antialias_crop(o, a, antialias, self.scale) for o, a in zip(outs, p.affines)])
         if self.upscaler is None:
             frame.rgb = paste_faces(frame.rgb, outs, p.affines, masks, device=self.device)
         else:

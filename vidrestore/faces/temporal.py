@@ -30,13 +30,18 @@ Motion compensation (``compensate``, on by default, input-gated mode): the align
 moves a little (the smoothed landmarks are ~1 frame px off, ~3 px in a 512 crop of a 76 px face), so before the
 gate and the average the state is moved onto this frame's input by the rotation and shift that ECC finds between
 the averaged input and this one (:func:`residual_motion`, 128 px grey, ~15 ms). Without it the gate closed on every
-edge of a slowly drifting face (20–40 % of the face region) and the restorer's flicker stayed there. Measured
-(bench/stability.py --flicker, synthetic weights, 256 px clip of a face drifting a few px): CodeFormer 7.65× the
-input's flicker unblended, 4.53× blended at 0.5 before, 4.08× now, 2.60× at 0.8 (CodeFormer's declared
-``temporal_strength``, which the stage uses); identity restorer's mouth ghost at 0.5 unchanged (1.18/1.57 levels
-mean/max), at 0.8 1.65/2.41. What is left: a frozen CodeFormer crop pasted back still measures 2.15× (the paste
-downscales its fine synthetic texture ~3.4× without a low-pass, so it aliases as the face moves), and the gate
-still closes on ~10 % of the face (the average of resampled inputs is softer than each one at the edges).
+edge of a slowly drifting face (20–40 % of the face region) and the restorer's flicker stayed there.
+
+A restorer declares how hard its output must be held (:class:`TemporalProfile`, ``restorer.temporal``). CodeFormer
+redraws its codebook texture on the least change of the input, so it holds at 0.95 with a wider gate (0.02–0.05),
+and its held crop is low-passed before the paste (``paste_antialias``): facexlib's paste shrinks the 512 crop ~3.4×
+without a low-pass, so a held fine texture on a drifting face aliases (a frozen CodeFormer crop pasted back
+measured 2.15× the input's flicker). Measured (bench/stability.py --flicker, synthetic weights, 20-frame 256 px
+clips; flicker of the output ÷ the input's): CodeFormer unblended 7.65× (drifting), 6.60× (mouth moving), 10.4×
+(still, 2-level sensor noise); at 0.8 as before 2.60×, 2.08×, 1.82×; with its profile 1.07×, 0.89×, 0.50×. The
+price, with the identity restorer under that profile: the mouth region differs from the input by 3.9 levels (mean;
+0.7 unblended, 1.3 at GFP-GAN's 0.5), the same with or without the mouth moving (no ghost: the gate opens where it
+moves), 2.4 of them the low-pass's softening. GFP-GAN keeps 0.5 and facexlib's paste (0.63×, 0.56×, 0.25×).
 
 On a perfectly still face the EMA leaves ``(1−w)²/(1+w)`` of the frame-to-frame noise variance
 (w = 0.5: 0.41× the frame-to-frame difference).
@@ -66,6 +71,7 @@ __all__ = [
     "GFPGAN_NOISE_RESOLUTIONS",
     "TemporalBlender",
     "TemporalOptions",
+    "TemporalProfile",
     "TrackNoise",
     "blend_weight",
     "residual_motion",
@@ -122,6 +128,19 @@ class TemporalOptions:
             raise ValueError("TemporalOptions: source_gate needs 0 <= lo < hi, gate_blur >= 1")
         if self.crop_size <= 0 or self.float_range <= 0:
             raise ValueError("TemporalOptions: crop_size and float_range must be > 0")
+
+
+@dataclass(frozen=True)
+class TemporalProfile:
+    """How much a restorer's output needs holding over time, declared by the restorer (``restorer.temporal``): the
+    blend's ``strength`` while the face is still, its input gate ``source_gate`` (see :class:`TemporalOptions`), and
+    ``paste_antialias``: the restored crop is low-passed (Gaussian, sigma = ``paste_antialias`` × sqrt(s² − 1) crop
+    px for a paste that shrinks it s times) before the paste-back, where blending is on, so a texture held still on
+    a moving face does not alias (faces/paste.py :func:`antialias_crop`); 0: facexlib's unfiltered paste."""
+
+    strength: float = 0.5
+    source_gate: tuple[float, float] = (0.01, 0.03)
+    paste_antialias: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------- maths

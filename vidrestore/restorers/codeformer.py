@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
+from ..faces.temporal import TemporalProfile
 from ..models.codeformer import CodeFormer
 from .base import Restorer, build_model
 
@@ -45,11 +46,13 @@ class CodeFormerRestorer(Restorer):
 
     Several restorers may share one model (e.g. two fidelities); the model is only read.
 
-    ``temporal_strength``: the face stage blends CodeFormer's faces over time at least this much (a tiny change of
-    the input flips codebook tokens, so its output flickers several times more than GFP-GAN's; see faces/temporal.py).
+    ``temporal``: how the face stage holds CodeFormer's faces over time. A tiny change of the input redraws its
+    codebook texture, so its output flickers several times more than GFP-GAN's: the stage blends it at 0.95 (gate
+    0.02-0.05 of the range on the input's change) and low-passes the held crop before the paste so the held texture
+    does not alias as the face moves (measured in faces/temporal.py).
     """
 
-    temporal_strength = 0.8
+    temporal = TemporalProfile(strength=0.95, source_gate=(0.02, 0.05), paste_antialias=0.5)
 
     def __init__(
         self,
