@@ -346,3 +346,41 @@ def test_bf16_is_refused_for_a_codeformer_file(cf_ckpt: Path, monkeypatch: pytes
     with pytest.raises(UsageError) as info:
         load_face_restorer(cf_ckpt, device="cpu", precision="bf16")
     assert "fp32" in _one_line(info.value)
+
+
+class _Nearest2x:
+    """A 2x upscaler (nearest): the thing under test is the stage's paste of CodeFormer's held, low-passed face."""
+
+    scale = 2
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
+
+
+def test_codeformer_in_the_video_stage_holds_and_low_passes_its_face(restorer, astronaut, true_landmarks):
+    """The real (synthetic) CodeFormer through the face stage, with a 2x background: the stage takes CodeFormer's
+    profile (0.95, its gate) and pastes a low-passed face; the face is restored, the frame doubled."""
+    import threading
+    from fractions import Fraction
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import stability as bs
+    from vidrestore.faces.stage import FaceOptions, FaceStage
+    from vidrestore.media.source import Frame
+
+    clip = bs.make_clip(astronaut, true_landmarks, "slow", 3)
+    stage = FaceStage(bs.load_real_detector(), restorer, FaceOptions(parse=False, lag=2, min_hits=1),
+                      upscaler=_Nearest2x())
+    assert (stage._temporal_options().strength, stage._temporal_options().source_gate) == (0.95, (0.02, 0.05))
+    frames = [Frame(i, i, Fraction(1, 24), 1, rgb=f.copy()) for i, f in enumerate(clip.frames)]
+    result: list = []
+    worker = threading.Thread(target=lambda: result.extend(stage(frames)), daemon=True)
+    worker.start()
+    worker.join(300)
+    assert not worker.is_alive(), "the stage hung"
+    assert len(result) == 3
+    for out, src in zip(result, clip.frames):
+        assert out.rgb.shape == (2 * src.shape[0], 2 * src.shape[1], 3) and len(out.meta["faces"]) == 1
+        x0, y0, x1, y1 = (2 * out.meta["faces"][0].box).astype(int)
+        face = out.rgb[y0:y1, x0:x1].astype(np.float32)
+        assert np.abs(face - _Nearest2x().upscale(src)[y0:y1, x0:x1]).mean() > 5  # restored, not passed through
