@@ -36,7 +36,7 @@ Rows (each a full run over the clip; the baseline is the official row, else the 
   blend, batched paste-back).
 * ``vidrestore --scan-every 1`` (whole frames every frame), ``--detect-every 5`` and ``--no-parse``: one option
   changed each; also, by ``--rows``: ``parse10`` (``--parse-every 10``), ``detect2`` (``--detect-every 2``),
-  ``scan8`` (``--scan-every 8``).
+  ``scan8`` (``--scan-every 8``), ``inline`` (detection in the stage's thread, not ahead in its own).
 * ``vidrestore, scripted detector only``: the default without the RetinaFace cost.
 * ``vidrestore, ParseNet at 512`` (``--rows all``): ``--parse-size 512``, facexlib's size (the default is
   256: the mask is blurred with a 101-px kernel anyway).
@@ -102,9 +102,11 @@ ROWS = {
     "parse10": "vidrestore --parse-every 10",
     "detect2": "vidrestore --detect-every 2",
     "scan8": "vidrestore --scan-every 8",
+    "inline": "vidrestore, detection in line (no thread)",
 }
 VARIANTS = {"scan1": {"scan_every": 1}, "detect5": {"detect_every": 5}, "parse10": {"parse_every": 10},
-            "detect2": {"detect_every": 2}, "scan8": {"scan_every": 8}}  # one option changed from the default
+            "detect2": {"detect_every": 2}, "scan8": {"scan_every": 8},
+            "inline": {"face_options": {"detect_ahead": 0}}}  # one option changed from the default
 DEFAULT_ROWS = ("official", "official_ov", "default", "scan1", "detect5", "noparse", "scripted")
 
 
