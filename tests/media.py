@@ -1,4 +1,5 @@
-"""Test media made with PyAV: a moving pattern with real audio tracks, subtitles and metadata.
+"""Test media made with PyAV: a moving pattern with real audio tracks, subtitles and metadata; and :func:`within`,
+the time bound the tests put on a run.
 
 Nothing is downloaded; every clip is a few dozen small frames.
 """
@@ -6,6 +7,7 @@ Nothing is downloaded; every clip is a few dozen small frames.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -165,3 +167,22 @@ def video_timestamps(path: Path) -> tuple[list[float], Fraction | None]:
 def decoded_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def within(fn, seconds: float = 180.0):
+    """``fn()`` in a thread: its result, its exception re-raised, or a failure if it has not ended in ``seconds``."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

@@ -360,11 +360,11 @@ class _Nearest2x:
 def test_codeformer_in_the_video_stage_holds_and_low_passes_its_face(restorer, astronaut, true_landmarks):
     """The real (synthetic) CodeFormer through the face stage, with a 2x background: the stage takes CodeFormer's
     profile (0.95, its gate) and pastes a low-passed face; the face is restored, the frame doubled."""
-    import threading
     from fractions import Fraction
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench import stability as bs
+    from media import within
     from vidrestore.faces.stage import FaceOptions, FaceStage
     from vidrestore.media.source import Frame
 
@@ -373,11 +373,7 @@ def test_codeformer_in_the_video_stage_holds_and_low_passes_its_face(restorer, a
                       upscaler=_Nearest2x())
     assert (stage._temporal_options().strength, stage._temporal_options().source_gate) == (0.95, (0.02, 0.05))
     frames = [Frame(i, i, Fraction(1, 24), 1, rgb=f.copy()) for i, f in enumerate(clip.frames)]
-    result: list = []
-    worker = threading.Thread(target=lambda: result.extend(stage(frames)), daemon=True)
-    worker.start()
-    worker.join(300)
-    assert not worker.is_alive(), "the stage hung"
+    result = within(lambda: list(stage(frames)), 300.0)
     assert len(result) == 3
     for out, src in zip(result, clip.frames):
         assert out.rgb.shape == (2 * src.shape[0], 2 * src.shape[1], 3) and len(out.meta["faces"]) == 1

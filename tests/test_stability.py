@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import stability as bs  # noqa: E402
-from media import decoded_frames  # noqa: E402
+from media import decoded_frames, within  # noqa: E402
 
 import vidrestore  # noqa: E402
 from vidrestore.faces.stage import FaceOptions, tracker_options  # noqa: E402
@@ -164,23 +163,6 @@ def test_a_fade_is_not_a_storm_of_cuts(astronaut, true_landmarks):
 # --------------------------------------------------------------------------------------------- through the file door
 
 
-def within(fn, seconds: float = 180.0):
-    """``fn()`` in a thread: its result, its exception re-raised, or a failure if it has not ended in ``seconds``."""
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            out["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def write_ffv1(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:

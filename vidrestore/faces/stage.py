@@ -212,6 +212,7 @@ class FaceStage:
         opts = self.options
         smoother = FixedLagSmoother(self._tracker_options())
         self._blender = TemporalBlender(self._temporal_options())
+        self._antialias = self._profile().paste_antialias if opts.temporal else 0.0  # the paste's low-pass, per run
         self._noise = TrackNoise(base_seed=opts.seed, device=self.device)
         # face masks: ParseNet every parse_every frames (by frame index: a batch segment recomputes on the frames a
         # single run does), ramped between recomputations so the face boundary does not step (faces/masks.py)
@@ -385,9 +386,8 @@ class FaceStage:
         if self.parser is not None:
             ids = [f.track_id for f in p.faces]
             masks = torch.stack(self._masks.masks(ids, outs, [frame.index] * len(ids)))
-        antialias = self._profile().paste_antialias if opts.temporal else 0.0
-        if antialias > 0:  # a held texture on a moving face must not alias in the paste (TemporalProfile)
-            outs = np.stack([antialias_crop(o, a, antialias, self.scale) for o, a in zip(outs, p.affines)])
+        if self._antialias > 0:  # a held texture on a moving face must not alias in the paste (TemporalProfile)
+            outs = np.stack([antialias_crop(o, a, self._antialias, self.scale) for o, a in zip(outs, p.affines)])
         if self.upscaler is None:
             frame.rgb = paste_faces(frame.rgb, outs, p.affines, masks, device=self.device)
         else:

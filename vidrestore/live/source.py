@@ -114,9 +114,6 @@ class LiveSource:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _container: Any = field(default=None, repr=False)
 
-    def describe(self) -> str:
-        return self.spec.target
-
     def open(self) -> "LiveSource":
         """Open the source (raises :class:`MediaError` with one line) and read its video geometry."""
         self._container = self._open()
